@@ -1,0 +1,106 @@
+"""Argument checks and sampling shared by the estimators; every check runs before any random draw."""
+
+import math
+from collections.abc import Callable, Mapping
+from numbers import Real
+
+import torch
+from torch import Tensor
+
+from rlrelax.relax import gumbel_noise
+
+
+def check_positive_int(value: object, name: str, minimum: int = 1) -> None:
+    """Raise unless ``value`` is an ``int`` (not a ``bool``) of at least ``minimum``.
+
+    :param value: the value to check
+    :param name: its name in the error message
+    :param minimum: the smallest allowed value
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
+
+
+def check_tau(tau: object) -> None:
+    """Raise unless the temperature ``tau`` is a finite number above zero.
+
+    :param tau: the temperature to check
+    """
+    if isinstance(tau, bool) or not isinstance(tau, Real):
+        raise TypeError(f"tau must be a real number, got {tau!r} of type {type(tau).__name__}")
+    if not (math.isfinite(float(tau)) and float(tau) > 0):
+        raise ValueError(f"tau must be a finite number above 0, got {tau!r}")
+
+
+def check_generator(generator: object) -> None:
+    """Raise unless ``generator`` is ``None`` or a ``torch.Generator``.
+
+    :param generator: the generator to check
+    """
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+
+
+def check_logits(logits: object) -> None:
+    """Raise unless ``logits`` is a floating tensor of shape ``(*batch, K)``.
+
+    Its values (NaN, rows that are all ``-inf``) are checked by :mod:`rlrelax.relax`, which every
+    estimator calls on the logits before drawing anything.
+
+    :param logits: the logits to check
+    """
+    if not isinstance(logits, Tensor):
+        raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
+    if not logits.is_floating_point():
+        raise TypeError(f"logits must have a floating dtype, got {logits.dtype}")
+    if logits.dim() == 0 or logits.shape[-1] == 0:
+        raise ValueError(f"logits must have shape (*batch, K) with K >= 1, got {tuple(logits.shape)}")
+
+
+def reject_unknown_options(estimator: str, options: Mapping[str, object], valid: tuple[str, ...]) -> None:
+    """Raise a ``ValueError`` naming every option that ``estimator`` does not take.
+
+    :param estimator: the estimator's name in ``ESTIMATORS``
+    :param options: the keyword arguments left over after the known ones
+    :param valid: the names of the options the estimator takes
+    """
+    if options:
+        raise ValueError(
+            f"unknown option(s) {sorted(options)} for estimator {estimator!r}; "
+            f"valid options: {list(valid) if valid else 'none'}"
+        )
+
+
+def evaluate(f: Callable[[Tensor], Tensor], actions: Tensor) -> Tensor:
+    """Call ``f`` on actions ``(n_samples, *batch, K)`` and check that it returns ``(n_samples, *batch)``.
+
+    :param f: the objective
+    :param actions: one-hot or relaxed actions
+    :return: ``f(actions)``
+    """
+    values = f(actions)
+    if not isinstance(values, Tensor):
+        raise TypeError(f"f must return a torch.Tensor, got {type(values).__name__}")
+    expected = tuple(actions.shape[:-1])
+    if tuple(values.shape) != expected:
+        raise ValueError(
+            f"f must map actions of shape {tuple(actions.shape)} to values of shape (n_samples, *batch) = "
+            f"{expected}, got shape {tuple(values.shape)}"
+        )
+    return values
+
+
+def sample_actions(log_probs: Tensor, n_samples: int, generator: torch.Generator | None) -> Tensor:
+    """Draw ``n_samples`` actions per batch element with the Gumbel-max trick.
+
+    :param log_probs: (possibly unnormalized) log-probabilities ``(*batch, K)``
+    :param n_samples: number of draws
+    :param generator: source of randomness (``None``: the global RNG)
+    :return: action indices ``(n_samples, *batch)``
+    """
+    noise = gumbel_noise(
+        (n_samples, *log_probs.shape), generator=generator, device=log_probs.device, dtype=log_probs.dtype
+    )
+    return (log_probs.detach() + noise).argmax(dim=-1)

@@ -1,0 +1,166 @@
+"""Argument checks shared by the relaxations.
+
+They run on every call (an agent calls a relaxation every step), so each check that has to look at tensor
+data does so with a single reduction and a single host synchronisation; the slow search for *which* value
+is bad only runs once a check has already failed, to build the error message.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+
+Temperature = float | torch.Tensor
+
+
+def check_tau(tau: Temperature, name: str = "tau") -> float:
+    """Check a temperature and return its value as a Python float.
+
+    :param tau: a finite positive number, or a one-element floating tensor (gradients flow through it)
+    :param name: the argument name used in the error message
+    :return: the temperature as a float
+    """
+    if isinstance(tau, torch.Tensor):
+        if tau.numel() != 1 or not tau.is_floating_point():
+            raise ValueError(
+                f"{name} must be a positive number or a one-element floating tensor, "
+                f"got a {tau.dtype} tensor of shape {tuple(tau.shape)}"
+            )
+        value = float(tau.detach())
+    elif isinstance(tau, Real) and not isinstance(tau, bool):
+        value = float(tau)
+    else:
+        raise TypeError(f"{name} must be a positive number, got {tau!r} of type {type(tau).__name__}")
+    if not (math.isfinite(value) and value > 0.0):
+        raise ValueError(f"{name} must be a finite temperature > 0, got {value!r}")
+    return value
+
+
+def check_finite_number(value: float, name: str) -> float:
+    """Check that ``value`` is a finite real number (not a bool) and return it as a float.
+
+    :param value: the number to check
+    :param name: the argument name used in the error message
+    :return: ``value`` as a float
+    """
+    if not isinstance(value, Real) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}")
+    result = float(value)
+    if not math.isfinite(result):
+        raise ValueError(f"{name} must be finite, got {result!r}")
+    return result
+
+
+def check_float_tensor(x: object, name: str, min_dim: int = 0) -> torch.Tensor:
+    """Check that ``x`` is a floating-point tensor with at least ``min_dim`` dimensions.
+
+    :param x: the object to check
+    :param name: the argument name used in the error message
+    :param min_dim: the least number of dimensions ``x`` must have
+    :return: ``x``
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.dim() < min_dim:
+        raise ValueError(f"{name} must have at least {min_dim} dimension(s), got shape {tuple(x.shape)}")
+    return x
+
+
+def check_dim(x: torch.Tensor, dim: int, name: str) -> int:
+    """Check that ``dim`` indexes a non-empty dimension of ``x`` and return it as a non-negative index.
+
+    :param x: the tensor
+    :param dim: the dimension, negative values counting from the end
+    :param name: the tensor's argument name used in the error message
+    :return: ``dim`` in ``[0, x.dim())``
+    """
+    if not isinstance(dim, int) or isinstance(dim, bool):
+        raise TypeError(f"dim must be an int, got {dim!r}")
+    if x.dim() == 0 or not -x.dim() <= dim < x.dim():
+        raise ValueError(f"dim={dim} is out of range for {name} of shape {tuple(x.shape)}")
+    dim %= x.dim()
+    if x.shape[dim] == 0:
+        raise ValueError(f"{name} of shape {tuple(x.shape)} has no entries along dim={dim}")
+    return dim
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Return the dtype the relaxations compute in: float64 for float64 input, float32 otherwise.
+
+    float16 and bfloat16 overflow or lose the small probabilities in ``exp`` and ``log``, so the work is
+    done in float32 and only the result is cast back.
+
+    :param dtype: the input's dtype
+    :return: the dtype to compute in
+    """
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _first_index(mask: torch.Tensor) -> tuple[int, ...]:
+    return tuple(int(i) for i in mask.nonzero()[0])
+
+
+def logits_row_bound(logits: torch.Tensor, dim: int, name: str = "logits") -> float:
+    """Validate categorical logits and return the largest magnitude of a row maximum.
+
+    NaN and ``+inf`` are rejected, and so is a row whose entries are all ``-inf`` (no possible action);
+    ``-inf`` elsewhere marks an impossible action. One ``amax`` finds all three at once, because the row
+    maximum is NaN, ``+inf`` or ``-inf`` exactly in these cases.
+
+    :param logits: the logits (already in the compute dtype)
+    :param dim: the category dimension (non-negative)
+    :param name: the argument name used in the error message
+    :return: ``max |max_dim logits|`` as a float (finite), used to decide whether tempering can overflow
+    """
+    if logits.numel() == 0:
+        return 0.0
+    bound = float(logits.detach().amax(dim).abs().amax())
+    if math.isfinite(bound):
+        return bound
+    x = logits.detach()
+    nan = torch.isnan(x)
+    if bool(nan.any()):
+        raise ValueError(f"{name} contain NaN (first at index {_first_index(nan)})")
+    pos_inf = x == math.inf
+    if bool(pos_inf.any()):
+        raise ValueError(
+            f"{name} contain +inf (first at index {_first_index(pos_inf)}); logits must be finite, "
+            "or -inf to mark an impossible action"
+        )
+    dead = (x == -math.inf).all(dim)
+    raise ValueError(
+        f"{name} are -inf for every entry along dim={dim} (first such row at batch index "
+        f"{_first_index(dead)}): at least one action must be possible"
+    )
+
+
+def check_no_nan(x: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError`` if ``x`` contains NaN (infinities are allowed).
+
+    :param x: the tensor
+    :param name: the argument name used in the error message
+    """
+    nan = torch.isnan(x.detach())
+    if bool(nan.any()):
+        raise ValueError(f"{name} contain NaN (first at index {_first_index(nan)})")
+
+
+def max_abs_finite(x: torch.Tensor, name: str) -> float:
+    """Validate that every entry of ``x`` is finite and return ``max |x|``.
+
+    :param x: the tensor
+    :param name: the argument name used in the error message
+    :return: the largest magnitude in ``x`` (0.0 for an empty tensor)
+    """
+    if x.numel() == 0:
+        return 0.0
+    bound = float(x.detach().abs().amax())
+    if math.isfinite(bound):
+        return bound
+    bad = ~torch.isfinite(x.detach())
+    index = _first_index(bad)
+    raise ValueError(f"{name} must be finite, got {float(x.detach()[index])} at index {index}")
