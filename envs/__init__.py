@@ -1,10 +1,58 @@
 """Gymnasium environments registered under the ``rlrelax/`` namespace on import.
 
-This folder installs as ``rlrelax.envs``.
+This folder installs as ``rlrelax.envs``. Importing it registers:
+
+- ``rlrelax/CartPole-v1``: Gymnasium's CartPole-v1 in torch; ``gymnasium.make_vec(...,
+  vectorization_mode="vector_entry_point")`` gives :class:`TorchCartPoleVectorEnv` (N envs in torch
+  tensors), ``gymnasium.make`` gives :class:`TorchCartPoleEnv` (one env, numpy observations).
+- ``rlrelax/BinaryTarget-v0``: :class:`BinaryTargetEnv`, the one-step ``-(a - 0.499)²`` toy.
+- ``rlrelax/CategoricalBandit-v0``: :class:`CategoricalBanditEnv`, a K-armed Gaussian bandit with known means.
+
+:class:`CartPoleVecEnv` is the Stable-Baselines3 ``VecEnv`` adapter of the torch CartPole and
+:func:`cartpole_step` its differentiable step for relaxed actions.
 """
 
 from rlrelax._import_guard import require_package_name
 
 require_package_name(__name__, "rlrelax.envs")
 
-__all__: list[str] = []
+import gymnasium  # noqa: E402
+
+from rlrelax.envs.cartpole import (  # noqa: E402
+    TorchCartPoleEnv,
+    TorchCartPoleVectorEnv,
+    cartpole_step,
+)
+from rlrelax.envs.sb3 import CartPoleVecEnv  # noqa: E402
+from rlrelax.envs.toys import BinaryTargetEnv, CategoricalBanditEnv  # noqa: E402
+
+__all__ = [
+    "ENV_IDS",
+    "BinaryTargetEnv",
+    "CartPoleVecEnv",
+    "CategoricalBanditEnv",
+    "TorchCartPoleEnv",
+    "TorchCartPoleVectorEnv",
+    "cartpole_step",
+]
+
+ENV_IDS: tuple[str, ...] = ("rlrelax/CartPole-v1", "rlrelax/BinaryTarget-v0", "rlrelax/CategoricalBandit-v0")
+"""Every id this package registers."""
+
+# Registering twice (e.g. after importlib.reload) would make Gymnasium warn about overriding an id.
+if "rlrelax/CartPole-v1" not in gymnasium.registry:
+    gymnasium.register(
+        id="rlrelax/CartPole-v1",
+        entry_point="rlrelax.envs.cartpole:TorchCartPoleEnv",
+        vector_entry_point="rlrelax.envs.cartpole:TorchCartPoleVectorEnv",
+        max_episode_steps=500,
+        reward_threshold=475.0,
+    )
+    gymnasium.register(
+        id="rlrelax/BinaryTarget-v0", entry_point="rlrelax.envs.toys:BinaryTargetEnv", max_episode_steps=1
+    )
+    gymnasium.register(
+        id="rlrelax/CategoricalBandit-v0",
+        entry_point="rlrelax.envs.toys:CategoricalBanditEnv",
+        max_episode_steps=1,
+    )
