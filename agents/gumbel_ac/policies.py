@@ -1,0 +1,332 @@
+"""Policies for :class:`~rlrelax.agents.gumbel_ac.GumbelAC`: a categorical actor and twin discrete critics."""
+
+from typing import Any, Literal
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.policies import BaseModel, BasePolicy
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    FlattenExtractor,
+    create_mlp,
+    get_actor_critic_arch,
+)
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
+
+CriticInput = Literal["mixture", "concat"]
+CRITIC_INPUTS: tuple[str, ...] = ("mixture", "concat")
+
+
+class Actor(BasePolicy):
+    """
+    Categorical actor: an MLP from features to one logit per action.
+
+    :param observation_space: Observation space
+    :param action_space: Action space (``Discrete``)
+    :param net_arch: Hidden layer sizes
+    :param features_extractor: Network to extract features
+    :param features_dim: Number of features
+    :param activation_fn: Activation function
+    :param normalize_images: Whether to normalize images or not, dividing by 255.0
+    """
+
+    action_space: spaces.Discrete
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        net_arch: list[int],
+        features_extractor: BaseFeaturesExtractor,
+        features_dim: int,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        normalize_images: bool = True,
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            features_extractor=features_extractor,
+            normalize_images=normalize_images,
+        )
+        self.net_arch = net_arch
+        self.features_dim = features_dim
+        self.activation_fn = activation_fn
+        self.logits_net = nn.Sequential(
+            *create_mlp(features_dim, int(action_space.n), net_arch, activation_fn)
+        )
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            dict(
+                net_arch=self.net_arch,
+                features_dim=self.features_dim,
+                activation_fn=self.activation_fn,
+                features_extractor=self.features_extractor,
+            )
+        )
+        return data
+
+    def forward(self, obs: PyTorchObs) -> th.Tensor:
+        """
+        :param obs: Observation batch
+        :return: The action logits, shape ``(batch, n_actions)``
+        """
+        return self.logits_net(self.extract_features(obs, self.features_extractor))
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        logits = self(observation)
+        if deterministic:
+            return logits.argmax(dim=-1)
+        # Sampling from the global torch RNG, which SB3 seeds, keeps same-seed runs identical.
+        return th.distributions.Categorical(logits=logits).sample()
+
+
+class DiscreteCritic(BaseModel):
+    """
+    Twin (or ``n_critics``) action-value networks for a ``Discrete`` action space.
+
+    Two ways to read a (possibly relaxed) action ``a`` in the simplex, chosen by ``critic_input``:
+
+    - ``"mixture"``: each network maps features to ``K`` values ``Q(s, ·)`` (discrete SAC's critic);
+      a relaxed action is valued as the mixture ``Σ_k a_k Q(s, k)``, which is exact on one-hot actions and
+      linear in ``a``.
+    - ``"concat"``: each network maps ``[features, a]`` to one value ``Q(s, a)`` (SAC's continuous critic);
+      a relaxed action is a genuine input, so the critic is evaluated off the simplex vertices, where it
+      was never trained (replay holds one-hot actions only).
+
+    :param observation_space: Observation space
+    :param action_space: Action space (``Discrete``)
+    :param net_arch: Hidden layer sizes
+    :param features_extractor: Network to extract features
+    :param features_dim: Number of features
+    :param activation_fn: Activation function
+    :param normalize_images: Whether to normalize images or not, dividing by 255.0
+    :param n_critics: Number of critic networks (2: clipped double Q)
+    :param share_features_extractor: Whether the features extractor is the actor's (then the critic loss
+        does not train it)
+    :param critic_input: ``"mixture"`` or ``"concat"``, see above
+    """
+
+    action_space: spaces.Discrete
+    features_extractor: BaseFeaturesExtractor
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        net_arch: list[int],
+        features_extractor: BaseFeaturesExtractor,
+        features_dim: int,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        normalize_images: bool = True,
+        n_critics: int = 2,
+        share_features_extractor: bool = False,
+        critic_input: CriticInput = "mixture",
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            features_extractor=features_extractor,
+            normalize_images=normalize_images,
+        )
+        if critic_input not in CRITIC_INPUTS:
+            raise ValueError(f"critic_input must be one of {CRITIC_INPUTS}, got {critic_input!r}")
+        self.n_actions = int(action_space.n)
+        self.share_features_extractor = share_features_extractor
+        self.n_critics = n_critics
+        self.critic_input = critic_input
+        in_dim, out_dim = (
+            (features_dim, self.n_actions)
+            if critic_input == "mixture"
+            else (features_dim + self.n_actions, 1)
+        )
+        self.q_networks: list[nn.Module] = []
+        for idx in range(n_critics):
+            q_net = nn.Sequential(*create_mlp(in_dim, out_dim, net_arch, activation_fn))
+            self.add_module(f"qf{idx}", q_net)
+            self.q_networks.append(q_net)
+
+    def features(self, obs: PyTorchObs) -> th.Tensor:
+        """
+        :param obs: Observation batch
+        :return: The critic's features, shape ``(batch, features_dim)``
+        """
+        # A shared extractor is trained by the actor loss only, as in SB3's ContinuousCritic.
+        with th.set_grad_enabled(th.is_grad_enabled() and not self.share_features_extractor):
+            return self.extract_features(obs, self.features_extractor)
+
+    def all_action_values(self, features: th.Tensor) -> tuple[th.Tensor, ...]:
+        """
+        :param features: Output of :meth:`features`, shape ``(batch, features_dim)``
+        :return: One ``(batch, n_actions)`` tensor ``Q(s, k)`` per critic network
+        """
+        if self.critic_input == "mixture":
+            return tuple(q_net(features) for q_net in self.q_networks)
+        eye = th.eye(self.n_actions, dtype=features.dtype, device=features.device)
+        one_hots = eye.unsqueeze(1).expand(-1, features.shape[0], -1)  # (K, batch, K)
+        return tuple(
+            self.action_values(features, one_hots, q_net).transpose(0, 1) for q_net in self.q_networks
+        )
+
+    def action_values(self, features: th.Tensor, actions: th.Tensor, q_net: nn.Module) -> th.Tensor:
+        """
+        Value of float actions (one-hot or relaxed) under one ``"concat"`` critic network.
+
+        :param features: Shape ``(batch, features_dim)``
+        :param actions: Shape ``(*leading, batch, n_actions)``
+        :param q_net: One of ``self.q_networks``
+        :return: Shape ``(*leading, batch)``
+        """
+        expanded = features.expand(*actions.shape[:-1], features.shape[-1])
+        return q_net(th.cat([expanded, actions], dim=-1)).squeeze(-1)
+
+    def forward(self, obs: PyTorchObs) -> tuple[th.Tensor, ...]:
+        """
+        :param obs: Observation batch
+        :return: One ``(batch, n_actions)`` tensor ``Q(s, k)`` per critic network
+        """
+        return self.all_action_values(self.features(obs))
+
+
+class GumbelACPolicy(BasePolicy):
+    """
+    Policy class (categorical actor, twin discrete critics and their targets) for GumbelAC.
+
+    :param observation_space: Observation space
+    :param action_space: Action space (``Discrete``)
+    :param lr_schedule: Learning rate schedule (could be constant)
+    :param net_arch: Hidden layers, a list shared by actor and critic or ``dict(pi=[...], qf=[...])``
+    :param activation_fn: Activation function
+    :param features_extractor_class: Features extractor to use
+    :param features_extractor_kwargs: Keyword arguments to pass to the features extractor
+    :param normalize_images: Whether to normalize images or not, dividing by 255.0
+    :param optimizer_class: The optimizer to use, ``th.optim.Adam`` by default
+    :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, for the optimizer
+    :param n_critics: Number of critic networks
+    :param share_features_extractor: Whether actor and critic share the features extractor
+    :param critic_input: How the critic reads an action: ``"mixture"`` or ``"concat"`` (see
+        :class:`DiscreteCritic`); set through ``GumbelAC(critic_input=...)``
+    """
+
+    action_space: spaces.Discrete
+    actor: Actor
+    critic: DiscreteCritic
+    critic_target: DiscreteCritic
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        lr_schedule: Schedule,
+        net_arch: list[int] | dict[str, list[int]] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        n_critics: int = 2,
+        share_features_extractor: bool = False,
+        critic_input: CriticInput = "mixture",
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            features_extractor_class,
+            features_extractor_kwargs,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+            normalize_images=normalize_images,
+        )
+        if net_arch is None:
+            net_arch = [64, 64]
+        actor_arch, critic_arch = get_actor_critic_arch(net_arch)
+        self.net_arch = net_arch
+        self.activation_fn = activation_fn
+        self.share_features_extractor = share_features_extractor
+        self.critic_input = critic_input
+        self.net_args = {
+            "observation_space": self.observation_space,
+            "action_space": self.action_space,
+            "net_arch": actor_arch,
+            "activation_fn": self.activation_fn,
+            "normalize_images": normalize_images,
+        }
+        self.actor_kwargs = self.net_args.copy()
+        self.critic_kwargs = self.net_args.copy()
+        self.critic_kwargs.update(
+            {
+                "n_critics": n_critics,
+                "net_arch": critic_arch,
+                "share_features_extractor": share_features_extractor,
+                "critic_input": critic_input,
+            }
+        )
+        self._build(lr_schedule)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        self.actor = self.make_actor()
+        self.actor.optimizer = self.optimizer_class(  # type: ignore[call-arg]
+            self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        )
+        if self.share_features_extractor:
+            self.critic = self.make_critic(features_extractor=self.actor.features_extractor)
+            critic_parameters = [
+                param for name, param in self.critic.named_parameters() if "features_extractor" not in name
+            ]
+        else:
+            self.critic = self.make_critic(features_extractor=None)
+            critic_parameters = list(self.critic.parameters())
+        self.critic_target = self.make_critic(features_extractor=None)
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic.optimizer = self.optimizer_class(  # type: ignore[call-arg]
+            critic_parameters, lr=lr_schedule(1), **self.optimizer_kwargs
+        )
+        self.critic_target.set_training_mode(False)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            dict(
+                net_arch=self.net_arch,
+                activation_fn=self.net_args["activation_fn"],
+                n_critics=self.critic_kwargs["n_critics"],
+                share_features_extractor=self.share_features_extractor,
+                critic_input=self.critic_input,
+                lr_schedule=self._dummy_schedule,  # not needed to load the policy alone
+                optimizer_class=self.optimizer_class,
+                optimizer_kwargs=self.optimizer_kwargs,
+                features_extractor_class=self.features_extractor_class,
+                features_extractor_kwargs=self.features_extractor_kwargs,
+            )
+        )
+        return data
+
+    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> Actor:
+        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        return Actor(**actor_kwargs).to(self.device)
+
+    def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> DiscreteCritic:
+        critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
+        return DiscreteCritic(**critic_kwargs).to(self.device)
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        return self._predict(obs, deterministic=deterministic)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        return self.actor._predict(observation, deterministic)
+
+    def set_training_mode(self, mode: bool) -> None:
+        """
+        Put the policy in either training or evaluation mode (affects batch norm and dropout).
+
+        :param mode: if true, set to training mode, else set to evaluation mode
+        """
+        self.actor.set_training_mode(mode)
+        self.critic.set_training_mode(mode)
+        self.training = mode
+
+
+MlpPolicy = GumbelACPolicy

@@ -1,0 +1,284 @@
+"""GumbelAC: options, bad input, the actor gradient, save/load, determinism, logging and learning."""
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.monitor import Monitor
+
+from rlrelax.agents.gumbel_ac import ESTIMATOR_NAMES, GumbelAC
+from rlrelax.estimators import exact_gradient
+from rlrelax.relax import LinearSchedule
+
+ENV_ID = "CartPole-v1"
+# Small settings so that a model trains (not only collects) within a few hundred steps.
+FAST: dict[str, Any] = {"learning_starts": 64, "batch_size": 32, "buffer_size": 2_000}
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    # Intra-op threads only contend with each other on these tiny networks.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make(seed: int = 0, **kwargs: Any) -> GumbelAC:
+    return GumbelAC("MlpPolicy", ENV_ID, seed=seed, **{**FAST, **kwargs})
+
+
+def observations(n: int = 16) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    return 0.1 * torch.randn(n, 4, generator=generator)
+
+
+def parameters(model: GumbelAC) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in model.policy.state_dict().items()}
+
+
+@pytest.mark.parametrize("critic_input", ["mixture", "concat"])
+@pytest.mark.parametrize("estimator", ESTIMATOR_NAMES)
+def test_smoke_every_estimator_and_critic_input(estimator: str, critic_input: str) -> None:
+    model = make(estimator=estimator, critic_input=critic_input).learn(200)
+    logged = model.logger.name_to_value
+    assert np.isfinite(logged["train/actor_loss"]) and np.isfinite(logged["train/critic_loss"])
+    assert all(torch.isfinite(p).all() for p in model.policy.parameters())
+
+
+@pytest.mark.parametrize("ent_coef", [0.05, 0.0, "auto", "auto_0.1"])
+def test_ent_coef_fixed_or_learned(ent_coef: float | str) -> None:
+    model = make(ent_coef=ent_coef)
+    start = float(model._current_ent_coef())
+    model.learn(300)
+    end = float(model._current_ent_coef())
+    if isinstance(ent_coef, str):
+        assert start == pytest.approx(0.1 if ent_coef == "auto_0.1" else 1.0)
+        assert model.log_ent_coef is not None and end != start
+        assert "train/ent_coef_loss" in model.logger.name_to_value
+    else:
+        assert model.log_ent_coef is None and start == end == pytest.approx(ent_coef)
+        assert "train/ent_coef_loss" not in model.logger.name_to_value
+
+
+def test_temperature_schedule_is_followed_and_logged() -> None:
+    model = make(temperature=LinearSchedule(2.0, 0.5), train_freq=50)
+    model.learn(400)
+    progress = model._current_progress_remaining
+    # The last training call ran at the progress of its rollout, which ended the run.
+    assert model.logger.name_to_value["train/temperature"] == pytest.approx(0.5 + 1.5 * progress)
+    assert model._current_temperature() == pytest.approx(LinearSchedule(2.0, 0.5)(progress))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"estimator": "gumbel"}, r"'gumbel'.*gumbel_softmax.*straight_through.*gumbel_rao.*expected"),
+        ({"estimator": "exact"}, "'exact'"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"temperature": -1.0}, "temperature"),
+        ({"temperature": float("nan")}, "temperature"),
+        ({"temperature": LinearSchedule(1.0, 0.0)}, "temperature"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"critic_input": "sum"}, "critic_input"),
+        ({"ent_coef": -0.1}, "ent_coef"),
+        ({"ent_coef": "auto_-1"}, "ent_coef"),
+        ({"ent_coef": "learned"}, "ent_coef"),
+        ({"target_entropy": "high"}, "target_entropy"),
+        ({"n_samples": 0}, "n_samples"),
+        ({"n_rao_samples": 1.5}, "n_rao_samples"),
+        ({"policy_kwargs": {"critic_input": "concat"}}, "critic_input"),
+    ],
+)
+def test_bad_arguments_are_refused_by_name(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        GumbelAC("MlpPolicy", ENV_ID, **kwargs)
+
+
+def test_continuous_action_space_is_refused_with_its_name() -> None:
+    with pytest.raises(ValueError, match="Box"):
+        GumbelAC("MlpPolicy", "Pendulum-v1")
+
+
+def test_temperature_schedule_is_checked_whenever_it_is_evaluated() -> None:
+    # Positive at both ends (so the constructor accepts it) but not in between.
+    model = make(temperature=BadMiddle(), train_freq=10)
+    with pytest.raises(ValueError, match="temperature"):
+        model.learn(300)
+
+
+class BadMiddle:
+    def __call__(self, progress_remaining: float) -> float:
+        return 1.0 if progress_remaining in (0.0, 1.0) or progress_remaining > 0.9 else -1.0
+
+
+def test_expected_estimator_gives_the_exact_soft_actor_gradient() -> None:
+    model = make(estimator="expected", ent_coef=0.3)
+    obs = observations()
+    logits = model.actor(obs)
+    q = torch.stack(model.critic(obs)).min(dim=0).values.detach()
+
+    def soft_value(actions: torch.Tensor) -> torch.Tensor:
+        # f(e_k) = Q(s, k) - alpha log π(k|s), the per-action soft value the actor maximises.
+        return (actions * (q - 0.3 * torch.log_softmax(logits.detach(), -1))).sum(-1)
+
+    # ∇ of Σ_k π_k (alpha log π_k - Q_k) = -∇ E[soft value], as E[∇ log π] = 0 for the log π inside f.
+    expected = -exact_gradient(logits.detach(), soft_value) / obs.shape[0]
+    logits_leaf = logits.detach().requires_grad_(True)
+    model.actor.forward = lambda _obs: logits_leaf  # type: ignore[method-assign]
+    loss, _ = model._actor_loss(obs)
+    (grad,) = torch.autograd.grad(loss, logits_leaf)
+    torch.testing.assert_close(grad, expected)
+
+
+def test_actor_loss_leaves_the_critic_without_gradient() -> None:
+    for critic_input in ("mixture", "concat"):
+        model = make(estimator="gumbel_softmax", critic_input=critic_input)
+        loss, _ = model._actor_loss(observations())
+        loss.backward()
+        assert all(p.grad is None for p in model.critic.parameters())
+        assert all(p.requires_grad for p in model.critic.parameters())
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.actor.parameters())
+
+
+def _actor_gradient(model: GumbelAC, generator: torch.Generator) -> list[torch.Tensor]:
+    model.actor.zero_grad()
+    loss, _ = model._actor_loss(observations(), generator=generator)
+    return list(torch.autograd.grad(loss, list(model.actor.parameters())))
+
+
+def test_mixture_critic_makes_gumbel_softmax_and_straight_through_coincide() -> None:
+    # The mixture critic is linear in the action, so ∂f/∂a = Q(s, ·) at the soft and the hard sample alike.
+    soft = make(estimator="gumbel_softmax", temperature=0.7)
+    hard = make(estimator="straight_through", temperature=0.7)
+    hard.policy.load_state_dict(soft.policy.state_dict())
+    for a, b in zip(
+        _actor_gradient(soft, torch.Generator().manual_seed(3)),
+        _actor_gradient(hard, torch.Generator().manual_seed(3)),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b)
+    concat_soft = make(estimator="gumbel_softmax", critic_input="concat")
+    concat_hard = make(estimator="straight_through", critic_input="concat")
+    concat_hard.policy.load_state_dict(concat_soft.policy.state_dict())
+    pairs = zip(
+        _actor_gradient(concat_soft, torch.Generator().manual_seed(3)),
+        _actor_gradient(concat_hard, torch.Generator().manual_seed(3)),
+        strict=True,
+    )
+    assert any(not torch.allclose(a, b) for a, b in pairs)
+
+
+def test_mixture_critic_makes_straight_through_training_equal_gumbel_softmax_training() -> None:
+    # Same gradients and the same random draws: the validation of one covers the other.
+    soft = parameters(make(estimator="gumbel_softmax").learn(300))
+    hard = parameters(make(estimator="straight_through").learn(300))
+    for name, value in soft.items():
+        torch.testing.assert_close(hard[name], value, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATOR_NAMES)
+def test_private_generator_leaves_the_global_rng_alone(estimator: str) -> None:
+    model = make(estimator=estimator)
+    state = torch.get_rng_state()
+    first = _actor_gradient(model, torch.Generator().manual_seed(5))
+    assert torch.equal(torch.get_rng_state(), state)
+    second = _actor_gradient(model, torch.Generator().manual_seed(5))
+    for a, b in zip(first, second, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_predict_is_the_argmax_of_the_logits_when_deterministic() -> None:
+    model = make()
+    obs = observations(8).numpy()
+    actions, _ = model.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(actions, model.actor(torch.as_tensor(obs)).argmax(-1).numpy())
+    # A sharply peaked policy samples its argmax; a uniform one samples both actions.
+    with torch.no_grad():
+        model.actor.logits_net[-1].bias.copy_(torch.tensor([0.0, 50.0]))
+        model.actor.logits_net[-1].weight.zero_()
+    assert set(model.predict(obs, deterministic=False)[0].tolist()) == {1}
+    with torch.no_grad():
+        model.actor.logits_net[-1].bias.zero_()
+    assert set(model.predict(np.repeat(obs, 8, axis=0), deterministic=False)[0].tolist()) == {0, 1}
+
+
+@pytest.mark.parametrize("critic_input", ["mixture", "concat"])
+def test_save_load_round_trip_with_replay_buffer_and_schedule(tmp_path: Path, critic_input: str) -> None:
+    schedule = LinearSchedule(2.0, 0.5)
+    model = make(estimator="gumbel_rao", temperature=schedule, ent_coef="auto", critic_input=critic_input)
+    model.learn(300)
+    model.save(tmp_path / "model")
+    model.save_replay_buffer(tmp_path / "buffer")
+    loaded = GumbelAC.load(tmp_path / "model", env=gym.make(ENV_ID))
+    loaded.load_replay_buffer(tmp_path / "buffer")
+
+    obs = observations(32).numpy()
+    np.testing.assert_array_equal(
+        model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0]
+    )
+    for name, value in parameters(model).items():
+        torch.testing.assert_close(parameters(loaded)[name], value, rtol=0, atol=0)
+    assert loaded.log_ent_coef is not None and model.log_ent_coef is not None
+    torch.testing.assert_close(loaded.log_ent_coef, model.log_ent_coef)
+    assert loaded.ent_coef_optimizer is not None and model.ent_coef_optimizer is not None
+    assert (
+        loaded.ent_coef_optimizer.state_dict()["state"][0]["step"]
+        == model.ent_coef_optimizer.state_dict()["state"][0]["step"]
+    )
+    assert loaded.temperature == schedule and loaded.estimator == "gumbel_rao"
+    assert loaded.critic_input == critic_input == loaded.critic.critic_input
+    assert loaded.replay_buffer is not None and model.replay_buffer is not None
+    assert loaded.replay_buffer.size() == model.replay_buffer.size() == 300
+    np.testing.assert_array_equal(loaded.replay_buffer.observations, model.replay_buffer.observations)
+
+    before = parameters(loaded)
+    loaded.learn(200, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 500
+    assert any(not torch.equal(before[name], value) for name, value in parameters(loaded).items())
+
+
+@pytest.mark.parametrize("estimator", ["gumbel_softmax", "score_function"])
+def test_same_seed_same_training(estimator: str) -> None:
+    first = parameters(make(seed=3, estimator=estimator).learn(300))
+    second = parameters(make(seed=3, estimator=estimator).learn(300))
+    third = parameters(make(seed=4, estimator=estimator).learn(300))
+    for name, value in first.items():
+        torch.testing.assert_close(second[name], value, rtol=0, atol=0)
+    assert any(not torch.equal(third[name], value) for name, value in first.items())
+
+
+def test_training_keys_reach_the_csv(tmp_path: Path) -> None:
+    model = make(ent_coef="auto")
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(400, log_interval=1)
+    with open(tmp_path / "progress.csv") as file:
+        header = next(csv.reader(file))
+    for key in ("actor_loss", "critic_loss", "ent_coef", "ent_coef_loss", "entropy", "temperature"):
+        assert f"train/{key}" in header
+
+
+def _final_evaluation(model: GumbelAC, seed: int) -> float:
+    eval_env = Monitor(gym.make(ENV_ID))
+    eval_env.reset(seed=1000 + seed)
+    mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=True)
+    return float(mean)
+
+
+# The learning tests train with the defaults at the documented budget N = 50,000 steps on seeds where the
+# validation (experiments/validate_gumbel_ac.py) ended at 500. Two runs keep them within CI's budget:
+# "gumbel_rao" (every validated seed solved) and "gumbel_softmax" (which also covers "straight_through",
+# whose training is identical under the mixture critic); "expected" and "score_function" are covered by the
+# validation and by the gradient tests above.
+@pytest.mark.learning
+@pytest.mark.parametrize(("estimator", "seed"), [("gumbel_softmax", 1), ("gumbel_rao", 0)])
+def test_defaults_solve_cartpole(estimator: str, seed: int) -> None:
+    model = GumbelAC("MlpPolicy", ENV_ID, seed=seed, estimator=estimator).learn(50_000)
+    assert _final_evaluation(model, seed) >= 475
