@@ -1,18 +1,201 @@
-"""The ``rlrelax`` command line."""
+"""The ``rlrelax`` command line: ``compare``, ``report`` and ``train``."""
+
+from __future__ import annotations
 
 import argparse
+import json
+import signal
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
 
 from rlrelax import __version__
 
+#: Exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+#: Exit status of a spec or argument refused before any run started.
+EXIT_INVALID = 2
+
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the parser of the ``rlrelax`` command and its subcommands."""
+    """Return the parser of the ``rlrelax`` command and its subcommands.
+
+    :return: the parser
+    """
     parser = argparse.ArgumentParser(
         prog="rlrelax", description="Learning through discrete choices in reinforcement learning."
     )
     parser.add_argument("--version", action="version", version=f"rlrelax {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    compare = commands.add_parser(
+        "compare",
+        help="run an experiment spec (env x agent x seed), resumably, and write its report",
+        description="Run every run of a TOML experiment spec that the store does not hold finished yet, then "
+        "write the report. Rerun the same command after an interruption to resume.",
+    )
+    compare.add_argument("spec", type=Path, help="the experiment spec (TOML)")
+    compare.add_argument(
+        "--out", type=Path, default=Path("runs"), help="the run store's root (default: runs)"
+    )
+    compare.add_argument("--workers", type=int, default=None, help="runs at once (default: usable CPU cores)")
+    compare.add_argument("--backend", choices=("local", "ray"), default="local", help="where runs execute")
+    compare.add_argument(
+        "--ray-address", default=None, help="Ray cluster to join (default: start a local Ray)"
+    )
+    compare.add_argument("--no-progress", action="store_true", help="no progress bar or per-run lines")
+
+    report = commands.add_parser(
+        "report",
+        help="write report.md, summary.csv, runs.csv and the plots of an experiment folder",
+        description="Write the report of the finished runs in an experiment folder (<out>/<experiment>).",
+    )
+    report.add_argument("directory", type=Path, help="the experiment folder, e.g. runs/cartpole")
+
+    train = commands.add_parser(
+        "train",
+        help="train and save one agent",
+        description="Train one agent on one env with its default hyperparameters (or --kwargs), evaluate the "
+        "final model, and save the run folder (config.json, progress.csv, evaluations.npz, model.zip, "
+        "result.json).",
+    )
+    train.add_argument("algorithm", help="REINFORCE, SoftQ, GumbelAC, PPO, DQN, A2C or module:Class")
+    train.add_argument("env", help="a Gymnasium env id, e.g. CartPole-v1")
+    train.add_argument("--steps", type=int, default=100_000, help="training env steps (default: 100000)")
+    train.add_argument("--seed", type=int, default=0, help="the training seed (default: 0)")
+    train.add_argument(
+        "--out", type=Path, default=None, help="the run folder (default: runs/train/ENV/ALGO/seed-N)"
+    )
+    train.add_argument("--n-envs", type=int, default=1, help="parallel training envs (default: 1)")
+    train.add_argument(
+        "--kwargs", default="{}", help='constructor keywords as JSON, e.g. \'{"learning_rate": "lin_0.001"}\''
+    )
+    train.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        help="evaluate every N env steps (default: --steps); the final model is always evaluated",
+    )
+    train.add_argument("--eval-episodes", type=int, default=10, help="deterministic episodes per evaluation")
     return parser
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from rlrelax.compare import SpecError, load_spec, run_experiment
+
+    try:
+        spec = load_spec(args.spec)
+        # SIGTERM (a scheduler's stop) takes the same clean path as Ctrl-C.
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+        result = run_experiment(
+            spec,
+            args.out,
+            workers=args.workers,
+            backend=args.backend,
+            ray_address=args.ray_address,
+            progress=not args.no_progress,
+        )
+    except (SpecError, ValueError, RuntimeError, ImportError, ConnectionError) as error:
+        print(f"rlrelax compare: error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print(
+            "\nrlrelax compare: interrupted; finished runs are kept, rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    print(
+        f"{result.total} runs: {result.skipped} already finished, {len(result.finished)} finished now, "
+        f"{len(result.failed)} failed"
+    )
+    report = result.experiment_dir / "report.md"
+    if report.exists():
+        print(f"report: {report}")
+    if result.failed:
+        print(
+            "failed runs (traceback in each folder's error.txt; rerun the command to retry them):",
+            file=sys.stderr,
+        )
+        for outcome in result.failed:
+            print(f"  {outcome['folder']}: {outcome['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from rlrelax.compare import write_report
+
+    try:
+        written = write_report(args.directory)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"rlrelax report: error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    for path in written.values():
+        print(path)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from rlrelax.compare import SpecError, spec_from_dict
+    from rlrelax.compare.worker import execute_run, git_commit, init_worker
+
+    try:
+        kwargs = json.loads(args.kwargs)
+    except json.JSONDecodeError as error:
+        print(f"rlrelax train: error: --kwargs is not JSON: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    label = args.algorithm.rpartition(":")[2] or args.algorithm
+    try:
+        spec = spec_from_dict(
+            {
+                "name": "train",
+                "envs": [args.env],
+                "seeds": [args.seed],
+                "evaluation": {"every": args.eval_every or args.steps, "episodes": args.eval_episodes},
+                "agents": [
+                    {
+                        "label": label,
+                        "algorithm": args.algorithm,
+                        "total_timesteps": args.steps,
+                        "n_envs": args.n_envs,
+                        "kwargs": kwargs,
+                    }
+                ],
+            },
+            source="rlrelax train",
+            require_threshold=False,
+        )
+    except SpecError as error:
+        print(f"rlrelax train: error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    (run,) = spec.runs()
+    folder = args.out if args.out is not None else run.folder(Path("runs"))
+    # The run folder is wiped before training: only ever wipe an unfinished run, never a finished one or
+    # a folder that holds something else.
+    finished = (folder / "result.json").exists()
+    if folder.exists() and any(folder.iterdir()) and (finished or not (folder / "config.json").exists()):
+        kind = "a finished run" if finished else "files that are not a run"
+        print(f"rlrelax train: error: {folder} already holds {kind}; choose another --out", file=sys.stderr)
+        return EXIT_INVALID
+    init_worker()
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # init_worker ignores Ctrl-C for pool workers
+    outcome = execute_run(run.to_config(), folder, git_commit())
+    if outcome["status"] != "finished":
+        print(
+            f"rlrelax train: the run failed: {outcome['error']} (traceback in {folder}/error.txt)",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"{args.algorithm} on {args.env}, seed {args.seed}: final return {outcome['final_return']:.1f} after "
+        f"{outcome['final_timestep']} steps ({outcome['wall_time_s']:.1f}s); saved to {folder}/model.zip"
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,6 +205,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     :return: the process exit status
     """
     parser = build_parser()
-    parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.command == "compare":
+        return _compare(args)
+    if args.command == "report":
+        return _report(args)
+    if args.command == "train":
+        return _train(args)
     parser.print_help()
     return 0

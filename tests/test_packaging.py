@@ -69,8 +69,8 @@ def test_subpackages_import_from_the_wheel(wheel: Path, tmp_path: Path) -> None:
     # rlrelax modules can only come from the unpacked wheel; the dependencies come from purelib.
     script = (
         "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]];"
-        "import rlrelax.relax, rlrelax.estimators, rlrelax.agents, rlrelax.envs;"
-        "mods = [rlrelax.relax, rlrelax.estimators, rlrelax.agents, rlrelax.envs];"
+        "import rlrelax.relax, rlrelax.estimators, rlrelax.agents, rlrelax.envs, rlrelax.callbacks, rlrelax.compare;"
+        "mods = [rlrelax.relax, rlrelax.estimators, rlrelax.agents, rlrelax.envs, rlrelax.callbacks, rlrelax.compare];"
         "print('\\n'.join(m.__file__ for m in mods))"
     )
     result = subprocess.run(

@@ -1,0 +1,194 @@
+"""Wall time to solve CartPole-v1: rlrelax's agents against SB3's PPO and DQN, in one process.
+
+Every algorithm trains with the same evaluation schedule (every ``eval_every`` env steps, 10
+deterministic episodes on a separately seeded CartPole-v1) and stops when an evaluation first reaches
+the threshold, or at its step budget. Printed per algorithm: env steps per second of training, the
+median training wall time (evaluation time excluded) until the first evaluation >= threshold, the
+number of seeds that got there, and the ratios to SB3 PPO and SB3 DQN (> 1 means rlrelax is faster).
+
+SB3's baselines use RL Zoo's tuned CartPole-v1 hyperparameters (rl-baselines3-zoo, hyperparams/ppo.yml
+and dqn.yml).
+
+Usage::
+
+    python benchmarks/bench_agents.py --seeds 0 1 2
+"""
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from stable_baselines3 import DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback, StopTrainingOnRewardThreshold
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.utils import get_linear_fn
+
+from rlrelax.agents import REINFORCE, GumbelAC, SoftQ
+
+ENV_ID = "CartPole-v1"
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One algorithm configuration in the benchmark."""
+
+    label: str
+    algorithm: type[BaseAlgorithm]
+    budget: int
+    """Env steps after which a run that never reached the threshold is stopped."""
+    n_envs: int = 1
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+CONTENDERS = [
+    Contender(
+        "SB3 PPO (zoo)",
+        PPO,
+        100_000,
+        n_envs=8,
+        kwargs={
+            "n_steps": 32,
+            "batch_size": 256,
+            "gae_lambda": 0.8,
+            "gamma": 0.98,
+            "n_epochs": 20,
+            "ent_coef": 0.0,
+            "learning_rate": get_linear_fn(1e-3, 0.0, 1.0),
+            "clip_range": get_linear_fn(0.2, 0.0, 1.0),
+        },
+    ),
+    Contender(
+        "SB3 DQN (zoo)",
+        DQN,
+        50_000,
+        kwargs={
+            "learning_rate": 2.3e-3,
+            "batch_size": 64,
+            "buffer_size": 100_000,
+            "learning_starts": 1_000,
+            "gamma": 0.99,
+            "target_update_interval": 10,
+            "train_freq": 256,
+            "gradient_steps": 128,
+            "exploration_fraction": 0.16,
+            "exploration_final_eps": 0.04,
+            "policy_kwargs": {"net_arch": [256, 256]},
+        },
+    ),
+    Contender("REINFORCE", REINFORCE, 200_000),
+    Contender("SoftQ", SoftQ, 50_000),
+    *(
+        Contender(f"GumbelAC ({estimator})", GumbelAC, 50_000, kwargs={"estimator": estimator})
+        for estimator in ("gumbel_softmax", "straight_through", "gumbel_rao", "expected")
+    ),
+]
+
+
+class EvaluationClock(BaseCallback):
+    """Record the time spent evaluating, and the training time when the threshold is first reached."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        super().__init__()
+        self.clock = clock
+        self.evaluation_seconds = 0.0
+        self.started = 0.0
+        self.solved_after: float | None = None
+
+    def _on_training_start(self) -> None:
+        self.started = self.clock()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def training_seconds(self) -> float:
+        return self.clock() - self.started - self.evaluation_seconds
+
+
+class TimedEvalCallback(EvalCallback):
+    """SB3's ``EvalCallback``, with its own run time kept out of the training time."""
+
+    def __init__(self, clock: EvaluationClock, threshold: float, **kwargs: Any) -> None:
+        super().__init__(callback_on_new_best=StopTrainingOnRewardThreshold(threshold), **kwargs)
+        self.clock = clock
+
+    def _on_step(self) -> bool:
+        begun = self.clock.clock()
+        continue_training = super()._on_step()
+        if self.n_calls % self.eval_freq == 0:
+            self.clock.evaluation_seconds += self.clock.clock() - begun
+            if not continue_training:
+                self.clock.solved_after = self.clock.training_seconds()
+        return continue_training
+
+
+@dataclass
+class Outcome:
+    steps_per_second: float
+    seconds_to_solve: float | None
+
+
+def run(contender: Contender, seed: int, eval_every: int, threshold: float) -> Outcome:
+    env = make_vec_env(ENV_ID, n_envs=contender.n_envs, seed=seed)
+    model = contender.algorithm("MlpPolicy", env, seed=seed, **contender.kwargs)
+    clock = EvaluationClock()
+    evaluation = TimedEvalCallback(
+        clock,
+        threshold,
+        eval_env=make_vec_env(ENV_ID, seed=10_000 + seed),
+        eval_freq=max(eval_every // contender.n_envs, 1),
+        n_eval_episodes=10,
+        deterministic=True,
+        verbose=0,
+    )
+    model.learn(contender.budget, callback=[clock, evaluation])
+    return Outcome(model.num_timesteps / clock.training_seconds(), clock.solved_after)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--eval-every", type=int, default=2_000, help="env steps between evaluations")
+    parser.add_argument("--threshold", type=float, default=475.0)
+    parser.add_argument("--only", nargs="*", default=None, help="labels to run (SB3 baselines always run)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    results: dict[str, list[Outcome]] = {}
+    for contender in CONTENDERS:
+        if args.only and contender.algorithm not in (PPO, DQN) and contender.label not in args.only:
+            continue
+        results[contender.label] = [
+            run(contender, seed, args.eval_every, args.threshold) for seed in args.seeds
+        ]
+        print(f"finished {contender.label}", flush=True)
+
+    def median_solve(label: str) -> float:
+        times = [outcome.seconds_to_solve for outcome in results[label]]
+        # A seed that never solved counts as infinitely slow, so the median stays honest.
+        return statistics.median(t if t is not None else float("inf") for t in times)
+
+    ppo, dqn = median_solve("SB3 PPO (zoo)"), median_solve("SB3 DQN (zoo)")
+    print(
+        f"\nCartPole-v1, seeds {args.seeds}, evaluation every {args.eval_every} steps, "
+        f"threshold {args.threshold}"
+    )
+    print(f"{'algorithm':<28}{'steps/s':>9}{'solved':>8}{'median s':>10}{'vs PPO':>8}{'vs DQN':>8}")
+    for label, outcomes in results.items():
+        speed = statistics.median(outcome.steps_per_second for outcome in outcomes)
+        solved = sum(outcome.seconds_to_solve is not None for outcome in outcomes)
+        seconds = median_solve(label)
+        print(
+            f"{label:<28}{speed:>9.0f}{f'{solved}/{len(outcomes)}':>8}{seconds:>10.1f}"
+            f"{ppo / seconds:>8.2f}{dqn / seconds:>8.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

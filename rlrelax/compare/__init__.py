@@ -1,0 +1,67 @@
+"""Comparisons: experiment specs, resumable parallel runs, statistics over seeds, and reports.
+
+The pipeline, usable from Python as from the ``rlrelax`` command::
+
+    from rlrelax.compare import load_spec, run_experiment, write_report
+
+    spec = load_spec("experiments/cartpole.toml")    # checked before anything runs
+    result = run_experiment(spec, out="runs", workers=2)
+    write_report(result.experiment_dir)               # also done at the end of run_experiment
+
+Heavy modules (SB3, torch, matplotlib, Ray) are imported only where needed.
+"""
+
+from rlrelax.compare.registry import ALGORITHMS, accepted_kwargs, resolve_algorithm
+from rlrelax.compare.report import AgentSummary, summarize, write_report
+from rlrelax.compare.runner import CompareResult, default_workers, run_experiment
+from rlrelax.compare.spec import (
+    AgentSpec,
+    Evaluation,
+    RunSpec,
+    Spec,
+    SpecError,
+    check_store,
+    load_spec,
+    spec_from_dict,
+)
+from rlrelax.compare.stats import (
+    bootstrap_interval,
+    iqm,
+    iqm_curve,
+    median_steps,
+    probability_of_improvement,
+    steps_to_threshold,
+)
+from rlrelax.compare.store import FinishedRun, env_folder, env_id_from_folder, finished_runs
+from rlrelax.compare.worker import execute_run
+
+__all__ = [
+    "ALGORITHMS",
+    "AgentSpec",
+    "AgentSummary",
+    "CompareResult",
+    "Evaluation",
+    "FinishedRun",
+    "RunSpec",
+    "Spec",
+    "SpecError",
+    "accepted_kwargs",
+    "bootstrap_interval",
+    "check_store",
+    "default_workers",
+    "env_folder",
+    "env_id_from_folder",
+    "execute_run",
+    "finished_runs",
+    "iqm",
+    "iqm_curve",
+    "load_spec",
+    "median_steps",
+    "probability_of_improvement",
+    "resolve_algorithm",
+    "run_experiment",
+    "spec_from_dict",
+    "steps_to_threshold",
+    "summarize",
+    "write_report",
+]

@@ -1,0 +1,100 @@
+"""The small syntax a spec uses for keyword arguments TOML cannot spell.
+
+- ``"lin_<x>"`` (a string) is a linear schedule from ``x`` at the start of training to 0 at the end, as in
+  RL Zoo's hyperparameter files: :class:`rlrelax.relax.LinearSchedule` ``(x, 0.0)``. Unlike RL Zoo's
+  ``linear_schedule`` it is clamped at 0 when the last on-policy rollout overshoots ``total_timesteps``.
+- ``{ object = "module:Name" }`` (a table with the single key ``object``) is the imported object itself,
+  e.g. ``activation_fn = { object = "torch.nn:ReLU" }``.
+- ``{ call = "module:Name", ... }`` (a table with the key ``call``) is ``Name(**rest)``, its other keys
+  resolved the same way, e.g. ``temperature = { call = "rlrelax.relax:LinearSchedule", start = 1.0,
+  end = 0.3 }``.
+
+Every other value (numbers, strings, booleans, lists, tables) passes through unchanged, with lists and
+tables resolved element by element (``policy_kwargs = { net_arch = [256, 256] }``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import re
+from typing import Any
+
+from rlrelax.compare.registry import import_object
+
+__all__ = ["check_value", "resolve_kwargs", "resolve_value"]
+
+_LINEAR = re.compile(r"^lin_(.+)$")
+
+
+def _linear_start(text: str) -> float | None:
+    match = _LINEAR.match(text)
+    if match is None:
+        return None
+    try:
+        start = float(match.group(1))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a linear schedule 'lin_<number>'") from None
+    if not math.isfinite(start):
+        raise ValueError(f"{text!r}: the schedule's start must be finite")
+    return start
+
+
+def check_value(value: Any, key: str) -> None:
+    """Raise a ``ValueError`` naming ``key`` if ``value`` breaks the syntax, without importing anything heavy.
+
+    :param value: a value as read from TOML
+    :param key: its dotted key, for the message
+    """
+    if isinstance(value, datetime.date | datetime.time):
+        raise ValueError(f"{key}: dates and times are not valid keyword arguments")
+    if isinstance(value, str):
+        try:
+            _linear_start(value)
+        except ValueError as error:
+            raise ValueError(f"{key}: {error}") from None
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_value(item, f"{key}[{index}]")
+    elif isinstance(value, dict):
+        if "object" in value and len(value) != 1:
+            raise ValueError(f"{key}: a table with 'object' takes no other key, got {sorted(value)}")
+        for name in ("object", "call"):
+            if name in value and not isinstance(value[name], str):
+                raise ValueError(f"{key}.{name}: must be an import string 'module:Name', got {value[name]!r}")
+        for name, item in value.items():
+            check_value(item, f"{key}.{name}")
+
+
+def resolve_value(value: Any) -> Any:
+    """Return the Python value a spec value stands for (see the module docstring).
+
+    :param value: a value as read from TOML
+    :return: the resolved value
+    """
+    if isinstance(value, str):
+        start = _linear_start(value)
+        if start is not None:
+            from rlrelax.relax import LinearSchedule
+
+            return LinearSchedule(start, 0.0)
+        return value
+    if isinstance(value, list):
+        return [resolve_value(item) for item in value]
+    if isinstance(value, dict):
+        if set(value) == {"object"}:
+            return import_object(value["object"])
+        if "call" in value:
+            factory = import_object(value["call"])
+            return factory(**{name: resolve_value(item) for name, item in value.items() if name != "call"})
+        return {name: resolve_value(item) for name, item in value.items()}
+    return value
+
+
+def resolve_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Return an algorithm's keyword arguments with every value resolved.
+
+    :param kwargs: the ``kwargs`` table of an agent in a spec
+    :return: the keyword arguments to pass to the algorithm's constructor
+    """
+    return {name: resolve_value(value) for name, value in kwargs.items()}

@@ -1,0 +1,283 @@
+"""Run the grid of a spec (env x agent x seed) in worker processes or on Ray, resuming what is finished."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rlrelax.compare.spec import RunSpec, Spec, check_store
+from rlrelax.compare.store import (
+    ERROR_FILE,
+    RESULT_FILE,
+    experiment_lock,
+    finished_runs,
+    reset_run_dir,
+    run_status,
+)
+from rlrelax.compare.worker import execute_run, execute_run_in_memory, git_commit, init_worker
+
+__all__ = ["CompareResult", "default_workers", "run_experiment"]
+
+Backend = Literal["local", "ray"]
+
+
+@dataclass
+class CompareResult:
+    """What a call of :func:`run_experiment` did.
+
+    :param experiment_dir: ``<out>/<experiment>``
+    :param total: the number of runs in the spec
+    :param skipped: runs already finished in the store, kept as they were
+    :param finished: outcomes of the runs finished by this call
+    :param failed: outcomes of the runs that failed in this call (each with ``folder`` and ``error``)
+    """
+
+    experiment_dir: Path
+    total: int
+    skipped: int
+    finished: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every run of the spec is finished."""
+        return not self.failed and self.skipped + len(self.finished) == self.total
+
+
+def default_workers() -> int:
+    """Return the number of CPU cores this process may use: one run per core.
+
+    :return: the default worker count
+    """
+    return len(os.sched_getaffinity(0))
+
+
+class _Progress:
+    """Runs done / total with elapsed time and ETA (tqdm when installed), and one line per finished run."""
+
+    def __init__(self, total: int, done: int, enabled: bool) -> None:
+        self._bar: Any = None
+        self._enabled = enabled
+        if enabled:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self._bar = tqdm(
+                    total=total, initial=done, unit="run", desc="runs", file=sys.stderr, smoothing=0
+                )
+        self._total = total
+        self._done = done
+        self._start = time.monotonic()
+
+    def line(self, text: str) -> None:
+        if not self._enabled:
+            return
+        if self._bar is not None:
+            self._bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def advance(self, text: str) -> None:
+        self._done += 1
+        if self._bar is not None:
+            self.line(text)
+            self._bar.update(1)
+        else:
+            elapsed = time.monotonic() - self._start
+            self.line(f"[{self._done}/{self._total}, {elapsed:.0f}s] {text}")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _describe(run: RunSpec, outcome: dict[str, Any]) -> str:
+    name = f"{run.env_id} {run.agent.label} seed={run.seed}"
+    if outcome["status"] != "finished":
+        return f"FAILED {name}: {outcome['error']} (traceback in {outcome['folder']}/{ERROR_FILE})"
+    verdict = "solved" if outcome["solved"] else "not solved"
+    return (
+        f"done   {name}: final return {outcome['final_return']:.1f} ({verdict}, threshold "
+        f"{outcome['threshold']:g}) after {outcome['final_timestep']} steps, {outcome['wall_time_s']:.1f}s"
+    )
+
+
+def _failure(run: RunSpec, out: Path, message: str) -> dict[str, Any]:
+    """Record a run whose worker died without reporting (its process was killed, or Ray lost it)."""
+    folder = run.folder(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ERROR_FILE).write_text(message + "\n")
+    return {"status": "failed", "folder": str(folder), "error": message}
+
+
+def _run_local(
+    pending: list[RunSpec], out: Path, workers: int, commit: str | None, done: Callable[[RunSpec, dict], None]
+) -> None:
+    # spawn: a forked child would inherit the parent's torch threads and locks; each worker imports afresh.
+    context = multiprocessing.get_context("spawn")
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker)
+    try:
+        futures: dict[Future, RunSpec] = {
+            executor.submit(execute_run, run.to_config(), str(run.folder(out)), commit): run
+            for run in pending
+        }
+        for future in as_completed(futures):
+            run = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as error:
+                outcome = _failure(run, out, f"the worker process died: {type(error).__name__}: {error}")
+            done(run, outcome)
+    except BaseException:
+        # Ctrl-C, SIGTERM or an error here: stop the workers now rather than letting them finish their runs.
+        # A run stopped half-way has no result.json (it is written last, atomically) and is redone on resume.
+        # Python < 3.14 has no ProcessPoolExecutor.terminate_workers, hence the private process table.
+        processes = list(getattr(executor, "_processes", {}).values())
+        for process in processes:
+            process.terminate()
+        executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(timeout=10)
+        raise
+    executor.shutdown(wait=True)
+
+
+def _write_files(folder: Path, files: dict[str, bytes]) -> None:
+    """Write a run folder received from a remote worker, ``result.json`` last and atomically."""
+    reset_run_dir(folder)
+    for name, content in files.items():
+        if name != RESULT_FILE:
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+    if RESULT_FILE in files:
+        temp = folder / f".{RESULT_FILE}.tmp"
+        temp.write_bytes(files[RESULT_FILE])
+        os.replace(temp, folder / RESULT_FILE)
+
+
+@contextmanager
+def _ray_session(address: str | None, workers: int) -> Iterator[Any]:
+    try:
+        import ray
+    except ImportError:
+        raise ImportError("the ray backend needs Ray: pip install 'rlrelax[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        if address is None:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _run_ray(
+    pending: list[RunSpec],
+    out: Path,
+    workers: int,
+    address: str | None,
+    commit: str | None,
+    done: Callable[[RunSpec, dict], None],
+) -> None:
+    with _ray_session(address, workers) as ray:
+        # One CPU per run, as the local backend; the results travel back, so the cluster needs no shared disk.
+        remote = ray.remote(num_cpus=1, max_retries=0)(execute_run_in_memory)
+        refs = {remote.remote(run.to_config(), commit): run for run in pending}
+        try:
+            while refs:
+                (ready,), _ = ray.wait(list(refs), num_returns=1)
+                run = refs.pop(ready)
+                folder = run.folder(out)
+                try:
+                    outcome, files = ray.get(ready)
+                except Exception as error:
+                    outcome = _failure(run, out, f"the Ray task failed: {type(error).__name__}: {error}")
+                else:
+                    _write_files(folder, files)
+                    outcome["folder"] = str(folder)
+                done(run, outcome)
+        except BaseException:
+            for ref in refs:
+                ray.cancel(ref, force=True)
+            raise
+
+
+def run_experiment(
+    spec: Spec,
+    out: str | Path = "runs",
+    *,
+    workers: int | None = None,
+    backend: Backend = "local",
+    ray_address: str | None = None,
+    progress: bool = True,
+    report: bool = True,
+) -> CompareResult:
+    """Run every run of ``spec`` not yet finished in the store, then write the report.
+
+    Finished runs (``result.json`` present, same config) are kept; unfinished ones are wiped and redone;
+    a failed run leaves its traceback in ``error.txt`` and the others go on. Interrupting (Ctrl-C) stops
+    the workers and raises ``KeyboardInterrupt``; running the same call again resumes.
+
+    The local backend starts its workers with ``multiprocessing``'s ``spawn``, which imports the calling
+    script in each worker: a script that calls this needs the ``if __name__ == "__main__":`` guard.
+
+    :param spec: the checked spec (:func:`rlrelax.compare.load_spec`)
+    :param out: the store's root; runs go to ``out/<spec.name>/``
+    :param workers: runs at once (default: the usable CPU cores); with a local Ray, its CPU count
+    :param backend: ``"local"`` (worker processes) or ``"ray"``
+    :param ray_address: the Ray cluster to join (``backend="ray"``); a local Ray is started when ``None``
+    :param progress: show a progress bar and one line per finished run on stderr
+    :param report: write the report (:func:`rlrelax.compare.write_report`) when the runs are done, if
+        at least one run is finished
+    :return: what was run, skipped and failed
+    """
+    if backend not in ("local", "ray"):
+        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if ray_address is not None and backend != "ray":
+        raise ValueError(f"ray_address={ray_address!r} needs backend='ray'")
+    out = Path(out)
+    check_store(spec, out)
+    experiment_dir = out / spec.name
+    runs = spec.runs()
+    with experiment_lock(experiment_dir):
+        pending = [run for run in runs if run_status(run.folder(out), run.to_config()) != "finished"]
+        result = CompareResult(experiment_dir, total=len(runs), skipped=len(runs) - len(pending))
+        bar = _Progress(len(runs), result.skipped, progress)
+        if result.skipped:
+            bar.line(f"{result.skipped} of {len(runs)} runs already finished in {experiment_dir}: kept")
+
+        def done(run: RunSpec, outcome: dict[str, Any]) -> None:
+            (result.finished if outcome["status"] == "finished" else result.failed).append(outcome)
+            bar.advance(_describe(run, outcome))
+
+        try:
+            if pending:
+                count = min(workers or default_workers(), len(pending))
+                commit = git_commit()
+                if backend == "local":
+                    _run_local(pending, out, count, commit, done)
+                else:
+                    _run_ray(pending, out, workers or default_workers(), ray_address, commit, done)
+        finally:
+            bar.close()
+    if report and finished_runs(experiment_dir):
+        from rlrelax.compare.report import write_report
+
+        write_report(experiment_dir)
+    return result

@@ -1,0 +1,499 @@
+"""Experiment specs: a TOML file naming the envs, the seeds, the evaluation protocol and the agents.
+
+A spec is checked completely before any run starts; every problem is a :class:`SpecError` naming the file,
+the key and the reason. See :func:`load_spec` for the format.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlrelax.compare.hyperparams import check_value, resolve_kwargs
+from rlrelax.compare.registry import RESERVED_KWARGS, accepted_kwargs, import_object, resolve_algorithm
+from rlrelax.compare.store import run_dir, run_status
+
+__all__ = [
+    "AgentSpec",
+    "Evaluation",
+    "RunSpec",
+    "Spec",
+    "SpecError",
+    "check_store",
+    "load_spec",
+    "make_env",
+    "spec_from_dict",
+]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_TOP_KEYS = {"name", "envs", "seeds", "evaluation", "logging", "agents"}
+_EVAL_KEYS = {"every", "episodes", "seed_offset", "threshold"}
+_AGENT_KEYS = {"label", "algorithm", "total_timesteps", "n_envs", "policy", "kwargs"}
+
+
+class SpecError(ValueError):
+    """A spec that cannot run, with the file, the key and the reason.
+
+    :param source: the spec file (or ``"<dict>"``)
+    :param key: the dotted key at fault, e.g. ``agents[2].kwargs.gamma``
+    :param reason: what is wrong and what to do
+    """
+
+    def __init__(self, source: str, key: str, reason: str) -> None:
+        super().__init__(f"{source}: {key}: {reason}")
+        self.source = source
+        self.key = key
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The evaluation protocol shared by every run of a spec.
+
+    :param every: evaluate every this many env steps (summed over a run's parallel envs)
+    :param episodes: deterministic episodes per evaluation
+    :param seed_offset: the evaluation env of the run with seed ``s`` is seeded with ``s + seed_offset``
+    :param thresholds: the success threshold of each env id (``None`` only for single runs without one)
+    """
+
+    every: int
+    episodes: int
+    seed_offset: int
+    thresholds: Mapping[str, float | None]
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """One agent of a spec.
+
+    :param label: its unique name in reports and in the store
+    :param algorithm: the algorithm as written in the spec (a short name or ``"module:Class"``)
+    :param algorithm_path: the import string it resolved to
+    :param total_timesteps: the training budget in env steps
+    :param n_envs: the number of parallel training envs (a ``DummyVecEnv``)
+    :param policy: the policy name or import string passed as the first constructor argument
+    :param kwargs: the constructor's keyword arguments as written (see :mod:`rlrelax.compare.hyperparams`)
+    """
+
+    label: str
+    algorithm: str
+    algorithm_path: str
+    total_timesteps: int
+    n_envs: int = 1
+    policy: str = "MlpPolicy"
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: an env, an agent and a seed, with everything needed to execute it in another process.
+
+    :param experiment: the experiment name
+    :param env_id: the env id
+    :param agent: the agent
+    :param seed: the training seed
+    :param evaluation: the evaluation protocol
+    :param tensorboard: whether to write TensorBoard events next to ``progress.csv``
+    """
+
+    experiment: str
+    env_id: str
+    agent: AgentSpec
+    seed: int
+    evaluation: Evaluation
+    tensorboard: bool = False
+
+    def to_config(self) -> dict[str, Any]:
+        """Return the run's resolved config: the ``"run"`` part of ``config.json``, compared on resume.
+
+        :return: a JSON-serialisable dict
+        """
+        return {
+            "experiment": self.experiment,
+            "env_id": self.env_id,
+            "label": self.agent.label,
+            "algorithm": self.agent.algorithm,
+            "algorithm_path": self.agent.algorithm_path,
+            "policy": self.agent.policy,
+            "kwargs": dict(self.agent.kwargs),
+            "total_timesteps": self.agent.total_timesteps,
+            "n_envs": self.agent.n_envs,
+            "seed": self.seed,
+            "evaluation": {
+                "every": self.evaluation.every,
+                "episodes": self.evaluation.episodes,
+                "seed": self.seed + self.evaluation.seed_offset,
+                "threshold": self.evaluation.thresholds[self.env_id],
+            },
+            "tensorboard": self.tensorboard,
+        }
+
+    def folder(self, out: Path) -> Path:
+        """Return the run's folder in the store rooted at ``out``.
+
+        :param out: the store's root
+        :return: ``out/<experiment>/<env folder>/<label>/seed-<seed>``
+        """
+        return run_dir(out, self.experiment, self.env_id, self.agent.label, self.seed)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A checked experiment spec.
+
+    :param name: the experiment name (the store's folder)
+    :param envs: the env ids
+    :param seeds: the seeds, each run once per env and agent
+    :param evaluation: the evaluation protocol
+    :param agents: the agents
+    :param tensorboard: whether runs also write TensorBoard events
+    :param source: the file it was read from, for messages
+    """
+
+    name: str
+    envs: tuple[str, ...]
+    seeds: tuple[int, ...]
+    evaluation: Evaluation
+    agents: tuple[AgentSpec, ...]
+    tensorboard: bool = False
+    source: str = "<dict>"
+
+    def runs(self) -> list[RunSpec]:
+        """Return the grid of runs, env by env, agent by agent (in spec order), seed by seed.
+
+        :return: the runs
+        """
+        return [
+            RunSpec(self.name, env_id, agent, seed, self.evaluation, self.tensorboard)
+            for env_id in self.envs
+            for agent in self.agents
+            for seed in self.seeds
+        ]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive_int(
+    table: Mapping[str, Any], key: str, where: str, source: str, default: int | None = None
+) -> int:
+    value = table.get(key, default)
+    if value is None:
+        raise SpecError(source, f"{where}{key}", "is required")
+    if not _is_int(value) or value < 1:
+        raise SpecError(source, f"{where}{key}", f"must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _unknown_keys(table: Mapping[str, Any], allowed: set[str], where: str, source: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise SpecError(
+            source, f"{where}{unknown[0]}", f"unknown key; the keys here are {', '.join(sorted(allowed))}"
+        )
+
+
+def _seeds(value: object, source: str) -> tuple[int, ...]:
+    if value is None:
+        raise SpecError(source, "seeds", "is required: a list of integers, or a count n for seeds 0..n-1")
+    if _is_int(value):
+        if value < 1:  # type: ignore[operator]
+            raise SpecError(source, "seeds", f"needs at least one seed, got the count {value!r}")
+        return tuple(range(value))  # type: ignore[call-overload]
+    if not isinstance(value, list) or not value:
+        raise SpecError(
+            source, "seeds", f"needs at least one seed: a non-empty list of integers, got {value!r}"
+        )
+    for index, seed in enumerate(value):
+        if not _is_int(seed) or seed < 0:
+            raise SpecError(source, f"seeds[{index}]", f"must be a non-negative integer, got {seed!r}")
+    if len(set(value)) != len(value):
+        raise SpecError(source, "seeds", f"lists a seed twice: {value!r}")
+    return tuple(value)
+
+
+def make_env(env_id: str) -> Any:
+    """Make a Gymnasium env by id, with the ``rlrelax/`` ids registered and no ``render_mode``.
+
+    Runs build their vectorised envs from this function rather than from the id: SB3's ``make_vec_env``
+    given an id asks for ``render_mode="rgb_array"``, which envs without rendering may refuse.
+
+    :param env_id: the env id
+    :return: the env
+    """
+    import gymnasium as gym
+
+    import rlrelax.envs  # noqa: F401  (registers the rlrelax/ ids)
+
+    return gym.make(env_id)
+
+
+def _check_envs(
+    envs: object, threshold: object, source: str, required: bool
+) -> tuple[tuple[str, ...], dict[str, float | None], dict[str, Any]]:
+    import gymnasium as gym
+
+    if not isinstance(envs, list) or not envs or not all(isinstance(e, str) for e in envs):
+        raise SpecError(source, "envs", f"must be a non-empty list of Gymnasium env ids, got {envs!r}")
+    if len(set(envs)) != len(envs):
+        raise SpecError(source, "envs", f"lists an env twice: {envs!r}")
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float | dict | None):
+        raise SpecError(
+            source, "evaluation.threshold", f"must be a number or a table env id -> number, got {threshold!r}"
+        )
+    if isinstance(threshold, dict):
+        for env_id in threshold:
+            if env_id not in envs:
+                raise SpecError(source, f"evaluation.threshold.{env_id}", "is not one of the spec's envs")
+    thresholds: dict[str, float | None] = {}
+    action_spaces = {}
+    for index, env_id in enumerate(envs):
+        try:
+            env = make_env(env_id)
+        except gym.error.Error as error:
+            raise SpecError(source, f"envs[{index}]", f"unknown env {env_id!r}: {error}") from None
+        action_spaces[env_id] = env.action_space
+        registered = env.spec.reward_threshold if env.spec is not None else None
+        env.close()
+        value = threshold.get(env_id) if isinstance(threshold, dict) else threshold
+        if value is None:
+            value = registered
+        if value is None and not required:
+            thresholds[env_id] = None
+            continue
+        if value is None:
+            raise SpecError(
+                source,
+                "evaluation.threshold",
+                f"env {env_id!r} has no registered reward_threshold: give the success threshold here",
+            )
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            raise SpecError(
+                source, f"evaluation.threshold.{env_id}", f"must be a finite number, got {value!r}"
+            )
+        thresholds[env_id] = float(value)
+    return tuple(envs), thresholds, action_spaces
+
+
+def _check_agent(raw: object, index: int, source: str) -> AgentSpec:
+    where = f"agents[{index}]."
+    if not isinstance(raw, dict):
+        raise SpecError(source, f"agents[{index}]", f"must be a table ([[agents]]), got {raw!r}")
+    _unknown_keys(raw, _AGENT_KEYS, where, source)
+    label = raw.get("label")
+    if not isinstance(label, str) or not _NAME.match(label):
+        raise SpecError(
+            source,
+            f"{where}label",
+            f"must be a name of letters, digits and _ . + - (a folder name), got {label!r}",
+        )
+    algorithm = raw.get("algorithm")
+    if not isinstance(algorithm, str):
+        raise SpecError(source, f"{where}algorithm", f"must be a string, got {algorithm!r}")
+    try:
+        path, cls = resolve_algorithm(algorithm)
+    except ValueError as error:
+        raise SpecError(source, f"{where}algorithm", str(error)) from None
+    policy = raw.get("policy", "MlpPolicy")
+    if not isinstance(policy, str):
+        raise SpecError(source, f"{where}policy", f"must be a string, got {policy!r}")
+    kwargs = raw.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise SpecError(source, f"{where}kwargs", f"must be a table of keyword arguments, got {kwargs!r}")
+    accepted = accepted_kwargs(cls)
+    for name, value in kwargs.items():
+        if name in RESERVED_KWARGS:
+            raise SpecError(
+                source, f"{where}kwargs.{name}", "is set by the runner and cannot be given in a spec"
+            )
+        if accepted is not None and name not in accepted:
+            raise SpecError(
+                source,
+                f"{where}kwargs.{name}",
+                f"{algorithm} does not take a keyword {name!r}; "
+                f"it takes {', '.join(sorted(accepted - RESERVED_KWARGS))}",
+            )
+        try:
+            check_value(value, f"{where}kwargs.{name}")
+        except ValueError as error:
+            key, _, reason = str(error).partition(": ")  # check_value names the exact (nested) key
+            raise SpecError(source, key, reason) from None
+    return AgentSpec(
+        label=label,
+        algorithm=algorithm,
+        algorithm_path=path,
+        total_timesteps=_positive_int(raw, "total_timesteps", where, source),
+        n_envs=_positive_int(raw, "n_envs", where, source, default=1),
+        policy=policy,
+        kwargs=kwargs,
+    )
+
+
+def _check_construction(agent: AgentSpec, index: int, env_id: str, action_space: Any, source: str) -> None:
+    """Build the agent once on the env, so bad values and unsupported action spaces fail before any run."""
+    from gymnasium import spaces
+    from stable_baselines3.common.env_util import make_vec_env
+
+    cls = import_object(agent.algorithm_path)
+    where = f"agents[{index}]"
+    try:
+        kwargs = resolve_kwargs(dict(agent.kwargs))
+    except (ValueError, TypeError) as error:
+        raise SpecError(source, f"{where}.kwargs", str(error)) from None
+    env = make_vec_env(lambda: make_env(env_id), n_envs=agent.n_envs)
+    try:
+        cls(agent.policy, env, **kwargs)
+    except (ValueError, TypeError, AssertionError, KeyError) as error:
+        if not isinstance(action_space, spaces.Discrete):
+            reason = (
+                f"env {env_id!r} has the action space {action_space!r}, which {agent.algorithm} does not "
+                f"support ({error})"
+            )
+        else:
+            reason = f"{agent.algorithm} refused its arguments on env {env_id!r}: {error}"
+        raise SpecError(source, where, reason) from None
+    finally:
+        env.close()
+
+
+def spec_from_dict(
+    data: Mapping[str, Any], source: str = "<dict>", *, require_threshold: bool = True
+) -> Spec:
+    """Check a spec given as a dict (the parsed TOML) and return it.
+
+    Besides the format, this makes every env once (to read its action space and ``reward_threshold``) and
+    builds every agent once on every env (so a keyword value or an action space the algorithm refuses fails
+    here, before any run starts).
+
+    :param data: the spec
+    :param source: where it came from, for messages
+    :param require_threshold: refuse an env with neither a registered ``reward_threshold`` nor a
+        ``threshold`` in the spec; ``False`` lets it through with no threshold (for ``rlrelax train``)
+    :return: the checked spec
+    :raises SpecError: naming the source, the key and the reason
+    """
+    _unknown_keys(data, _TOP_KEYS, "", source)
+    name = data.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise SpecError(
+            source, "name", f"must be a name of letters, digits and _ . + - (a folder name), got {name!r}"
+        )
+    seeds = _seeds(data.get("seeds"), source)
+    evaluation = data.get("evaluation", {})
+    if not isinstance(evaluation, dict):
+        raise SpecError(source, "evaluation", f"must be a table, got {evaluation!r}")
+    _unknown_keys(evaluation, _EVAL_KEYS, "evaluation.", source)
+    every = _positive_int(evaluation, "every", "evaluation.", source)
+    episodes = _positive_int(evaluation, "episodes", "evaluation.", source, default=10)
+    seed_offset = evaluation.get("seed_offset", 1000)
+    if not _is_int(seed_offset) or seed_offset < 0:
+        raise SpecError(
+            source, "evaluation.seed_offset", f"must be a non-negative integer, got {seed_offset!r}"
+        )
+    logging = data.get("logging", {})
+    if not isinstance(logging, dict):
+        raise SpecError(source, "logging", f"must be a table, got {logging!r}")
+    _unknown_keys(logging, {"tensorboard"}, "logging.", source)
+    tensorboard = logging.get("tensorboard", False)
+    if not isinstance(tensorboard, bool):
+        raise SpecError(source, "logging.tensorboard", f"must be true or false, got {tensorboard!r}")
+    if tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise SpecError(
+            source, "logging.tensorboard", "needs the tensorboard package: pip install tensorboard"
+        )
+    raw_agents = data.get("agents")
+    if not isinstance(raw_agents, list) or not raw_agents:
+        raise SpecError(source, "agents", "needs at least one agent ([[agents]] tables)")
+    agents = tuple(_check_agent(raw, index, source) for index, raw in enumerate(raw_agents))
+    labels: dict[str, int] = {}
+    for index, agent in enumerate(agents):
+        if agent.label in labels:
+            raise SpecError(
+                source,
+                f"agents[{index}].label",
+                f"duplicate label {agent.label!r} (also agents[{labels[agent.label]}])",
+            )
+        labels[agent.label] = index
+    envs, thresholds, action_spaces = _check_envs(
+        data.get("envs"), evaluation.get("threshold"), source, require_threshold
+    )
+    for env_id in envs:
+        for index, agent in enumerate(agents):
+            _check_construction(agent, index, env_id, action_spaces[env_id], source)
+    return Spec(
+        name=name,
+        envs=envs,
+        seeds=seeds,
+        evaluation=Evaluation(
+            every=every, episodes=episodes, seed_offset=int(seed_offset), thresholds=thresholds
+        ),
+        agents=agents,
+        tensorboard=tensorboard,
+        source=source,
+    )
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and check a TOML spec.
+
+    The format (every key is checked; unknown keys are errors)::
+
+        name = "cartpole"                 # the experiment: runs go to <out>/cartpole/
+        envs = ["CartPole-v1"]            # Gymnasium ids ("rlrelax/..." ids are registered automatically)
+        seeds = 10                        # seeds 0..9, or a list such as [0, 1, 2]
+
+        [evaluation]
+        every = 5000                      # env steps between evaluations
+        episodes = 10                     # deterministic episodes per evaluation (default 10)
+        seed_offset = 1000                # the eval env of seed s is seeded with s + 1000 (default)
+        threshold = 475.0                 # success threshold (default: each env's reward_threshold)
+
+        [logging]
+        tensorboard = false               # also write TensorBoard events (default false)
+
+        [[agents]]
+        label = "PPO"                     # unique; the store's folder and the reports' name
+        algorithm = "PPO"                 # REINFORCE, SoftQ, GumbelAC, PPO, DQN, A2C or "module:Class"
+        total_timesteps = 100_000
+        n_envs = 8                        # parallel training envs (default 1)
+        policy = "MlpPolicy"              # default
+        kwargs = { n_steps = 32, learning_rate = "lin_0.001" }
+
+    :param path: the spec file
+    :return: the checked spec
+    :raises SpecError: naming the file, the key and the reason
+    """
+    source = str(path)
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except FileNotFoundError:
+        raise SpecError(source, "<file>", "no such file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SpecError(source, "<toml>", f"not valid TOML: {error}") from None
+    return spec_from_dict(data, source)
+
+
+def check_store(spec: Spec, out: Path) -> None:
+    """Refuse a spec whose finished runs already in the store were made with a different config.
+
+    :param spec: the checked spec
+    :param out: the store's root
+    :raises SpecError: naming the first run in conflict
+    """
+    for run in spec.runs():
+        if run_status(run.folder(out), run.to_config()) == "conflict":
+            index = spec.agents.index(run.agent)
+            raise SpecError(
+                spec.source,
+                f"agents[{index}]",
+                f"the store already holds a finished run {run.folder(out)} made with a different config; "
+                "use another --out or name, or delete those runs",
+            )

@@ -1,0 +1,321 @@
+"""Experiment specs: every mistake is refused before any run starts, naming file, key and reason."""
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from stable_baselines3 import PPO
+
+from rlrelax.compare import (
+    ALGORITHMS,
+    SpecError,
+    accepted_kwargs,
+    check_store,
+    env_folder,
+    env_id_from_folder,
+    load_spec,
+    spec_from_dict,
+)
+from rlrelax.compare.hyperparams import resolve_kwargs
+from rlrelax.relax import LinearSchedule
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def minimal(**changes: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "unit",
+        "envs": ["CartPole-v1"],
+        "seeds": [0, 1],
+        "evaluation": {"every": 100, "episodes": 2},
+        "agents": [{"label": "ppo", "algorithm": "PPO", "total_timesteps": 200, "kwargs": {"n_steps": 64}}],
+    }
+    spec.update(changes)
+    return spec
+
+
+def refused(data: dict[str, Any]) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        spec_from_dict(data, source="spec.toml")
+    return info.value
+
+
+def test_a_valid_spec_resolves_defaults_and_the_grid() -> None:
+    spec = spec_from_dict(minimal(seeds=3))
+    assert spec.seeds == (0, 1, 2)
+    assert spec.evaluation.thresholds == {"CartPole-v1": 475.0}  # CartPole-v1's registered reward_threshold
+    assert spec.evaluation.episodes == 2 and spec.evaluation.seed_offset == 1000
+    runs = spec.runs()
+    assert [(r.env_id, r.agent.label, r.seed) for r in runs] == [("CartPole-v1", "ppo", s) for s in range(3)]
+    config = runs[2].to_config()
+    assert config["algorithm_path"] == "stable_baselines3:PPO"
+    assert config["evaluation"] == {"every": 100, "episodes": 2, "seed": 1002, "threshold": 475.0}
+    assert json.loads(json.dumps(config)) == config  # what config.json stores compares equal on resume
+
+
+def test_the_error_names_the_file_the_key_and_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "x"\nenvs = ["CartPole-v1"]\nseeds = []\n')
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value).startswith(f"{path}: seeds: needs at least one seed")
+    assert (info.value.source, info.value.key) == (str(path), "seeds")
+
+
+def test_not_toml_and_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("name = \n")
+    with pytest.raises(SpecError, match="not valid TOML"):
+        load_spec(path)
+    with pytest.raises(SpecError, match="no such file"):
+        load_spec(tmp_path / "absent.toml")
+
+
+def test_unknown_algorithm() -> None:
+    agent = {"label": "x", "algorithm": "PPOO", "total_timesteps": 100}
+    error = refused(minimal(agents=[agent]))
+    assert error.key == "agents[0].algorithm"
+    assert "unknown algorithm 'PPOO'" in error.reason and "REINFORCE" in error.reason
+    agent["algorithm"] = "stable_baselines3:NoSuchAlgo"
+    assert "has no attribute 'NoSuchAlgo'" in refused(minimal(agents=[agent])).reason
+
+
+def test_unknown_env() -> None:
+    error = refused(minimal(envs=["CartPole-v1", "NoSuchEnv-v0"]))
+    assert error.key == "envs[1]" and "unknown env 'NoSuchEnv-v0'" in error.reason
+
+
+def test_continuous_env_for_a_discrete_agent() -> None:
+    data = minimal(envs=["MountainCarContinuous-v0"])
+    data["agents"] = [{"label": "dqn", "algorithm": "DQN", "total_timesteps": 100}]
+    error = refused(data)
+    assert error.key == "agents[0]"
+    assert (
+        "MountainCarContinuous-v0" in error.reason
+        and "Box(" in error.reason
+        and "does not support" in error.reason
+    )
+
+
+@pytest.mark.parametrize("seeds", [None, [], 0, [1, 1], [-1], ["a"]])
+def test_no_or_bad_seeds(seeds: Any) -> None:
+    data = minimal()
+    if seeds is None:
+        del data["seeds"]
+    else:
+        data["seeds"] = seeds
+    assert refused(data).key.startswith("seeds")
+
+
+def test_duplicate_labels() -> None:
+    agent = {"label": "same", "algorithm": "PPO", "total_timesteps": 100, "kwargs": {"n_steps": 64}}
+    error = refused(minimal(agents=[agent, {**agent, "algorithm": "A2C", "kwargs": {}}]))
+    assert error.key == "agents[1].label" and "duplicate label 'same'" in error.reason
+
+
+@pytest.mark.parametrize("label", ["", "a/b", "../up", ".hidden", "with space"])
+def test_labels_must_be_folder_names(label: str) -> None:
+    agent = {"label": label, "algorithm": "PPO", "total_timesteps": 100}
+    assert refused(minimal(agents=[agent])).key == "agents[0].label"
+
+
+def test_a_keyword_the_algorithm_does_not_take() -> None:
+    agent = {"label": "ppo", "algorithm": "PPO", "total_timesteps": 100, "kwargs": {"gama": 0.9}}
+    error = refused(minimal(agents=[agent]))
+    assert error.key == "agents[0].kwargs.gama"
+    assert "does not take a keyword 'gama'" in error.reason and "gamma" in error.reason
+
+
+@pytest.mark.parametrize("name", ["seed", "env", "policy", "tensorboard_log"])
+def test_keywords_the_runner_sets_are_refused(name: str) -> None:
+    agent = {"label": "ppo", "algorithm": "PPO", "total_timesteps": 100, "kwargs": {name: 1}}
+    assert "set by the runner" in refused(minimal(agents=[agent])).reason
+
+
+def test_a_value_the_algorithm_refuses_fails_before_any_run() -> None:
+    # PPO checks batch_size > 1 in its constructor; the spec check builds every agent once.
+    agent = {
+        "label": "ppo",
+        "algorithm": "PPO",
+        "total_timesteps": 100,
+        "kwargs": {"n_steps": 64, "batch_size": 1},
+    }
+    error = refused(minimal(agents=[agent]))
+    assert error.key == "agents[0]" and "refused its arguments" in error.reason
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "key"),
+    [
+        ("top", {"nmae": "x"}, "nmae"),
+        ("evaluation", {"every": 0}, "evaluation.every"),
+        ("evaluation", {"every": 10, "episdoes": 3}, "evaluation.episdoes"),
+        ("evaluation", {"every": 10, "threshold": "high"}, "evaluation.threshold"),
+        ("evaluation", {"every": 10, "threshold": {"Acrobot-v1": -100}}, "evaluation.threshold.Acrobot-v1"),
+        ("agent", {"total_timesteps": 0}, "agents[0].total_timesteps"),
+        ("agent", {"n_envs": 1.5}, "agents[0].n_envs"),
+        ("agent", {"kwargs": {"learning_rate": "lin_fast"}}, "agents[0].kwargs.learning_rate"),
+        (
+            "agent",
+            {"kwargs": {"policy_kwargs": {"activation_fn": {"object": 3}}}},
+            "agents[0].kwargs.policy_kwargs.activation_fn.object",
+        ),
+        ("agent", {"hyperparams": {}}, "agents[0].hyperparams"),
+    ],
+)
+def test_malformed_values(where: str, value: dict[str, Any], key: str) -> None:
+    data = minimal()
+    if where == "top":
+        data.update(value)
+    elif where == "evaluation":
+        data["evaluation"] = value
+    else:
+        data["agents"][0].update(value)
+    assert refused(data).key == key
+
+
+def test_an_env_without_a_registered_threshold_needs_one() -> None:
+    data = minimal(envs=["Pendulum-v1"])
+    data["agents"] = [{"label": "ppo", "algorithm": "PPO", "total_timesteps": 100, "kwargs": {"n_steps": 64}}]
+    error = refused(data)
+    assert error.key == "evaluation.threshold" and "no registered reward_threshold" in error.reason
+    data["evaluation"]["threshold"] = -200.0
+    assert spec_from_dict(data).evaluation.thresholds == {"Pendulum-v1": -200.0}
+
+
+def test_finished_runs_with_a_different_config_are_refused(tmp_path: Path) -> None:
+    spec = spec_from_dict(minimal())
+    run = spec.runs()[1]
+    folder = run.folder(tmp_path)
+    folder.mkdir(parents=True)
+    other = {**run.to_config(), "total_timesteps": 999}
+    (folder / "config.json").write_text(json.dumps({"run": other}))
+    check_store(spec, tmp_path)  # an unfinished run is debris, redone whatever its config
+    (folder / "result.json").write_text("{}")
+    with pytest.raises(SpecError) as info:
+        check_store(spec, tmp_path)
+    assert info.value.key == "agents[0]" and "different config" in info.value.reason
+    (folder / "config.json").write_text(json.dumps({"run": run.to_config()}))
+    check_store(spec, tmp_path)  # the same config: the run is simply kept
+
+
+class KwargsForwarder(PPO):
+    """An SB3-style subclass that adds one keyword and forwards the rest to PPO."""
+
+    def __init__(self, *args: Any, extra: int = 1, **kwargs: Any) -> None:
+        self.extra = extra
+        super().__init__(*args, **kwargs)
+
+
+def test_accepted_keywords_follow_kwargs_up_the_mro() -> None:
+    accepted = accepted_kwargs(KwargsForwarder)
+    assert accepted is not None
+    assert {"extra", "gamma", "n_steps", "learning_rate"} <= accepted and "gama" not in accepted
+
+
+def test_import_string_algorithm_with_its_own_keyword() -> None:
+    agent = {
+        "label": "fwd",
+        "algorithm": f"{__name__}:KwargsForwarder",
+        "total_timesteps": 100,
+        "kwargs": {"extra": 3, "n_steps": 64},
+    }
+    spec = spec_from_dict(minimal(agents=[agent]))
+    assert spec.agents[0].algorithm_path == f"{__name__}:KwargsForwarder"
+    agent["kwargs"] = {"extr": 3}
+    assert refused(minimal(agents=[agent])).key == "agents[0].kwargs.extr"
+
+
+def test_hyperparameter_syntax() -> None:
+    import torch
+
+    resolved = resolve_kwargs(
+        {
+            "learning_rate": "lin_0.001",
+            "policy_kwargs": {"net_arch": [64, 64], "activation_fn": {"object": "torch.nn:ReLU"}},
+            "temperature": {"call": "rlrelax.relax:LinearSchedule", "start": 1.0, "end": 0.5},
+            "name": "lin",
+        }
+    )
+    assert resolved["learning_rate"] == LinearSchedule(0.001, 0.0)
+    assert resolved["learning_rate"](1.0) == 0.001 and resolved["learning_rate"](0.5) == pytest.approx(0.0005)
+    assert resolved["policy_kwargs"] == {"net_arch": [64, 64], "activation_fn": torch.nn.ReLU}
+    assert resolved["temperature"] == LinearSchedule(1.0, 0.5)
+    assert resolved["name"] == "lin"
+
+
+def test_env_folders_are_single_reversible_path_components() -> None:
+    for env_id in ["CartPole-v1", "rlrelax/CartPole-v1", "my_pkg.envs:Maze-v0", "ALE/Pong-v5"]:
+        folder = env_folder(env_id)
+        assert "/" not in folder and ":" not in folder
+        assert env_id_from_folder(folder) == env_id
+    assert env_folder("rlrelax/CartPole-v1") == "rlrelax%2FCartPole-v1"
+
+
+def test_registry_maps_every_documented_name_to_an_import_string() -> None:
+    assert ALGORITHMS == {
+        "REINFORCE": "rlrelax.agents:REINFORCE",
+        "SoftQ": "rlrelax.agents:SoftQ",
+        "GumbelAC": "rlrelax.agents:GumbelAC",
+        "PPO": "stable_baselines3:PPO",
+        "DQN": "stable_baselines3:DQN",
+        "A2C": "stable_baselines3:A2C",
+    }
+
+
+def test_cartpole_specs_match_rl_zoo_and_each_other() -> None:
+    full = tomllib.loads((REPO / "experiments" / "cartpole.toml").read_text())
+    ci = tomllib.loads((REPO / "experiments" / "cartpole_ci.toml").read_text())
+    assert full["seeds"] == 10 and ci["seeds"] == 3
+    assert {k: v for k, v in full.items() if k not in ("name", "seeds")} == {
+        k: v for k, v in ci.items() if k not in ("name", "seeds")
+    }
+    agents = {a["label"]: a for a in full["agents"]}
+    assert [a["algorithm"] for a in full["agents"]] == [
+        "REINFORCE",
+        "SoftQ",
+        "GumbelAC",
+        "GumbelAC",
+        "GumbelAC",
+        "PPO",
+        "DQN",
+    ]
+    assert {a["kwargs"]["estimator"] for a in full["agents"] if a["algorithm"] == "GumbelAC"} == {
+        "gumbel_softmax",
+        "straight_through",
+        "expected",
+    }
+    budgets = {label: a["total_timesteps"] for label, a in agents.items()}
+    assert budgets["REINFORCE"] == 200_000 and budgets["SoftQ"] == 50_000 and budgets["PPO"] == 100_000
+    assert agents["PPO"]["n_envs"] == 8
+    assert agents["PPO"]["kwargs"] == {
+        "n_steps": 32,
+        "batch_size": 256,
+        "gae_lambda": 0.8,
+        "gamma": 0.98,
+        "n_epochs": 20,
+        "ent_coef": 0.0,
+        "learning_rate": "lin_0.001",
+        "clip_range": "lin_0.2",
+    }
+    assert agents["DQN"]["total_timesteps"] == 50_000
+    assert agents["DQN"]["kwargs"] == {
+        "learning_rate": 2.3e-3,
+        "batch_size": 64,
+        "buffer_size": 100_000,
+        "learning_starts": 1_000,
+        "gamma": 0.99,
+        "target_update_interval": 10,
+        "train_freq": 256,
+        "gradient_steps": 128,
+        "exploration_fraction": 0.16,
+        "exploration_final_eps": 0.04,
+        "policy_kwargs": {"net_arch": [256, 256]},
+    }
+
+
+def test_cartpole_ci_spec_passes_every_check() -> None:
+    spec = load_spec(REPO / "experiments" / "cartpole_ci.toml")
+    assert len(spec.runs()) == 7 * 3
