@@ -6,8 +6,8 @@ the threshold, or at its step budget. Printed per algorithm: env steps per secon
 median training wall time (evaluation time excluded) until the first evaluation >= threshold, the
 number of seeds that got there, and the ratios to SB3 PPO and SB3 DQN (> 1 means rlrelax is faster).
 
-SB3's baselines use RL Zoo's tuned CartPole-v1 hyperparameters (rl-baselines3-zoo, hyperparams/ppo.yml
-and dqn.yml).
+The contenders are the agents of ``experiments/cartpole.toml`` (SB3's PPO and DQN with RL Zoo's tuned
+CartPole-v1 hyperparameters, rlrelax's agents with their defaults) plus GumbelAC's Gumbel-Rao estimator.
 
 Usage::
 
@@ -19,23 +19,31 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
-from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback, StopTrainingOnRewardThreshold
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.utils import get_linear_fn
 
-from rlrelax.agents import REINFORCE, GumbelAC, SoftQ
+from rlrelax.compare import load_spec
+from rlrelax.compare.hyperparams import resolve_kwargs
+from rlrelax.compare.registry import resolve_algorithm
+from rlrelax.compare.spec import AgentSpec
 
 ENV_ID = "CartPole-v1"
+BASELINES = ("PPO", "DQN")  # labels in experiments/cartpole.toml; always run, for the ratios
+
+
+SPEC = Path(__file__).resolve().parents[1] / "experiments" / "cartpole.toml"
+# Added to the comparison's agents: the Gumbel-Rao estimator, which the comparison leaves out.
+EXTRA = [AgentSpec("GumbelAC-gumbel_rao", "GumbelAC", "", 50_000, kwargs={"estimator": "gumbel_rao"})]
 
 
 @dataclass(frozen=True)
 class Contender:
-    """One algorithm configuration in the benchmark."""
+    """One algorithm configuration in the benchmark, as the CartPole comparison spec defines it."""
 
     label: str
     algorithm: type[BaseAlgorithm]
@@ -45,48 +53,18 @@ class Contender:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-CONTENDERS = [
-    Contender(
-        "SB3 PPO (zoo)",
-        PPO,
-        100_000,
-        n_envs=8,
-        kwargs={
-            "n_steps": 32,
-            "batch_size": 256,
-            "gae_lambda": 0.8,
-            "gamma": 0.98,
-            "n_epochs": 20,
-            "ent_coef": 0.0,
-            "learning_rate": get_linear_fn(1e-3, 0.0, 1.0),
-            "clip_range": get_linear_fn(0.2, 0.0, 1.0),
-        },
-    ),
-    Contender(
-        "SB3 DQN (zoo)",
-        DQN,
-        50_000,
-        kwargs={
-            "learning_rate": 2.3e-3,
-            "batch_size": 64,
-            "buffer_size": 100_000,
-            "learning_starts": 1_000,
-            "gamma": 0.99,
-            "target_update_interval": 10,
-            "train_freq": 256,
-            "gradient_steps": 128,
-            "exploration_fraction": 0.16,
-            "exploration_final_eps": 0.04,
-            "policy_kwargs": {"net_arch": [256, 256]},
-        },
-    ),
-    Contender("REINFORCE", REINFORCE, 200_000),
-    Contender("SoftQ", SoftQ, 50_000),
-    *(
-        Contender(f"GumbelAC ({estimator})", GumbelAC, 50_000, kwargs={"estimator": estimator})
-        for estimator in ("gumbel_softmax", "straight_through", "gumbel_rao", "expected")
-    ),
-]
+def contenders() -> list[Contender]:
+    """The agents of experiments/cartpole.toml (SB3's with RL Zoo's hyperparameters) and EXTRA."""
+    return [
+        Contender(
+            agent.label,
+            resolve_algorithm(agent.algorithm)[1],
+            agent.total_timesteps,
+            agent.n_envs,
+            resolve_kwargs(dict(agent.kwargs)),
+        )
+        for agent in [*load_spec(SPEC).agents, *EXTRA]
+    ]
 
 
 class EvaluationClock(BaseCallback):
@@ -161,8 +139,8 @@ def main() -> None:
     torch.set_num_threads(1)
 
     results: dict[str, list[Outcome]] = {}
-    for contender in CONTENDERS:
-        if args.only and contender.algorithm not in (PPO, DQN) and contender.label not in args.only:
+    for contender in contenders():
+        if args.only and contender.label not in (*BASELINES, *args.only):
             continue
         results[contender.label] = [
             run(contender, seed, args.eval_every, args.threshold) for seed in args.seeds
@@ -174,7 +152,7 @@ def main() -> None:
         # A seed that never solved counts as infinitely slow, so the median stays honest.
         return statistics.median(t if t is not None else float("inf") for t in times)
 
-    ppo, dqn = median_solve("SB3 PPO (zoo)"), median_solve("SB3 DQN (zoo)")
+    ppo, dqn = (median_solve(label) for label in BASELINES)
     print(
         f"\nCartPole-v1, seeds {args.seeds}, evaluation every {args.eval_every} steps, "
         f"threshold {args.threshold}"

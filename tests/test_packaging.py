@@ -10,6 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # Where each source folder lands inside the installed ``rlrelax`` package.
+SUBPACKAGES = ["relax", "estimators", "agents", "envs", "callbacks", "compare"]
 SOURCE_ROOTS = {"rlrelax": "rlrelax", "agents": "rlrelax/agents", "envs": "rlrelax/envs"}
 
 
@@ -67,11 +68,11 @@ def test_subpackages_import_from_the_wheel(wheel: Path, tmp_path: Path) -> None:
     zipfile.ZipFile(wheel).extractall(tmp_path)
     # -S skips site-packages' .pth files, and with them the editable install's import hook, so the
     # rlrelax modules can only come from the unpacked wheel; the dependencies come from purelib.
+    modules = ", ".join(f"rlrelax.{name}" for name in SUBPACKAGES)
     script = (
         "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]];"
-        "import rlrelax.relax, rlrelax.estimators, rlrelax.agents, rlrelax.envs, rlrelax.callbacks, rlrelax.compare;"
-        "mods = [rlrelax.relax, rlrelax.estimators, rlrelax.agents, rlrelax.envs, rlrelax.callbacks, rlrelax.compare];"
-        "print('\\n'.join(m.__file__ for m in mods))"
+        f"import {modules};"
+        f"print('\\n'.join(m.__file__ for m in [{modules}]))"
     )
     result = subprocess.run(
         [sys.executable, "-S", "-c", script, str(tmp_path), sysconfig.get_paths()["purelib"]],

@@ -15,7 +15,13 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
 from torch.nn import functional as F
 
-from rlrelax.agents.common import require_discrete_action_space, require_positive
+from rlrelax.agents.common import (
+    ActorGradientDraws,
+    flat_gradient,
+    replay_observations,
+    require_discrete_action_space,
+    require_positive,
+)
 from rlrelax.agents.gumbel_ac.policies import CRITIC_INPUTS, Actor, DiscreteCritic, GumbelACPolicy, MlpPolicy
 from rlrelax.estimators import ESTIMATORS, score_function_surrogate
 
@@ -295,6 +301,7 @@ class GumbelAC(OffPolicyAlgorithm):
         generator: th.Generator | None = None,
         ent_coef: th.Tensor | None = None,
         temperature: float | None = None,
+        estimator: str | None = None,
     ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
         """
         The actor loss whose gradient w.r.t. the actor's parameters is the chosen estimator's estimate.
@@ -306,6 +313,7 @@ class GumbelAC(OffPolicyAlgorithm):
         :param generator: Optional source of randomness for the estimator's samples
         :param ent_coef: The entropy coefficient alpha; the current one when ``None``
         :param temperature: The Gumbel temperature; the current one when ``None``
+        :param estimator: The actor-gradient estimator; the model's own when ``None``
         :return: The loss (a scalar to minimise) and detached diagnostics: ``"objective"`` (the exact soft
             actor objective) and ``"entropy"`` (the mean policy entropy, nats)
         """
@@ -321,7 +329,7 @@ class GumbelAC(OffPolicyAlgorithm):
 
         with self._frozen_critic():
             value_surrogate = self._value_surrogate(
-                logits, log_probs, probs, features, q_all, generator, tau_gumbel
+                logits, log_probs, probs, features, q_all, generator, tau_gumbel, estimator or self.estimator
             )
         batch_size = logits.shape[0]
         # Soft policy objective E_s[π(s)ᵀ(alpha log π(s) - Q(s))] (Christodoulou, 2019, Sec. 4; the discrete
@@ -341,6 +349,7 @@ class GumbelAC(OffPolicyAlgorithm):
         q_all: th.Tensor,
         generator: th.Generator | None,
         temperature: float,
+        estimator: str,
     ) -> th.Tensor:
         """
         :return: A scalar whose gradient w.r.t. ``logits`` estimates ``Σ_b ∇ E_{a~π(·|s_b)} f_{s_b}(a)``
@@ -354,7 +363,7 @@ class GumbelAC(OffPolicyAlgorithm):
             values = [critic.action_values(features, actions, q_net) for q_net in critic.q_networks]
             return th.stack(values).min(dim=0).values
 
-        if self.estimator == "score_function":
+        if estimator == "score_function":
             # Likelihood ratio with the critic's state value V(s) = Σ_a π(a|s) Q(s, a) as the baseline, which
             # keeps it unbiased (V does not depend on the sampled action) and removes most of its variance.
             samples = th.multinomial(probs.detach(), self.n_samples, replacement=True, generator=generator)
@@ -368,14 +377,38 @@ class GumbelAC(OffPolicyAlgorithm):
                 / self.n_samples
             )
 
-        key = _ESTIMATOR_KEYS[self.estimator]
+        key = _ESTIMATOR_KEYS[estimator]
         assert key is not None
         options: dict[str, Any] = {}
-        if self.estimator in _RELAXED_ESTIMATORS:
+        if estimator in _RELAXED_ESTIMATORS:
             options["tau"] = temperature
-        if self.estimator == "gumbel_rao":
+        if estimator == "gumbel_rao":
             options["n_rao_samples"] = self.n_rao_samples
         return ESTIMATORS[key](logits, value, n_samples=self.n_samples, generator=generator, **options)
+
+    def actor_gradient_draws(
+        self, n_draws: int, batch_size: int, generator: th.Generator
+    ) -> ActorGradientDraws:
+        """Draw the actor-gradient estimate ``n_draws`` times on a fixed replay batch, and the exact one.
+
+        Each draw is the gradient of the actor loss (the model's ``estimator``, temperature and ``n_samples``)
+        w.r.t. the actor's parameters; the exact gradient is that of the same loss with the ``"expected"``
+        estimator, which enumerates the actions. Used by :class:`rlrelax.callbacks.GradientStatsCallback`.
+
+        :param n_draws: number of draws
+        :param batch_size: number of replay observations in the fixed batch
+        :param generator: random number generator for the batch and the estimator's samples; the global
+            one is not touched
+        :return: the draws and the exact gradient
+        """
+        assert self.replay_buffer is not None
+        observations = replay_observations(self.replay_buffer, batch_size, generator, self._vec_normalize_env)
+        parameters = list(self.actor.parameters())
+        estimates = [
+            flat_gradient(self._actor_loss(observations, generator)[0], parameters) for _ in range(n_draws)
+        ]
+        exact = flat_gradient(self._actor_loss(observations, estimator="expected")[0], parameters)
+        return ActorGradientDraws(th.stack(estimates), exact)
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         self.policy.set_training_mode(True)

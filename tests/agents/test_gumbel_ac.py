@@ -1,7 +1,6 @@
 """GumbelAC: options, bad input, the actor gradient, save/load, determinism, logging and learning."""
 
 import csv
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +19,6 @@ from rlrelax.relax import LinearSchedule
 ENV_ID = "CartPole-v1"
 # Small settings so that a model trains (not only collects) within a few hundred steps.
 FAST: dict[str, Any] = {"learning_starts": 64, "batch_size": 32, "buffer_size": 2_000}
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # Intra-op threads only contend with each other on these tiny networks.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make(seed: int = 0, **kwargs: Any) -> GumbelAC:

@@ -1,7 +1,6 @@
 """Tests for SoftQ: options, bad input, the soft target, alpha → 0, save/load, determinism, logging."""
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import gymnasium as gym
@@ -19,15 +18,6 @@ from rlrelax.agents.softq.softq import AUTO_TARGET_ENTROPY_FRACTION, soft_value
 
 # Small and quick: learning starts early and every step trains, so a few hundred steps exercise train().
 FAST = {"learning_starts": 64, "batch_size": 32, "train_freq": 1, "policy_kwargs": {"net_arch": [16]}}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # The networks are tiny: extra intra-op threads only contend for the CI machine's two cores.
-    threads = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(threads)
 
 
 def _fast(**kwargs: object) -> SoftQ:
