@@ -1,8 +1,15 @@
 """ScheduleCallback on the rlrelax agents: the scheduled value is the one they act and train with."""
 
+import csv
+from pathlib import Path
+from typing import Any
+
 import pytest
+from stable_baselines3 import DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import configure
 
 from rlrelax.agents import REINFORCE, GumbelAC, SoftQ
 from rlrelax.callbacks import ScheduleCallback
@@ -65,3 +72,31 @@ def test_reinforce_entropy_bonus_is_annealed() -> None:
     model.learn(600, callback=[ScheduleCallback("ent_coef", LinearSchedule(0.05, 0.0)), probe])
     for step, value in probe.values.items():
         assert value == pytest.approx(0.05 * (1 - step / 600))
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "attribute", "kwargs"),
+    [
+        (REINFORCE, "ent_coef", {"n_episodes": 2}),
+        (SoftQ, "ent_coef", {"learning_starts": 50, "batch_size": 32}),
+        (GumbelAC, "temperature", {"learning_starts": 50, "batch_size": 32}),
+        (PPO, "ent_coef", {"n_steps": 128, "batch_size": 64}),
+        (DQN, "gamma", {"learning_starts": 50}),
+    ],
+)
+def test_logged_in_csv_and_tensorboard_chained_with_eval_callback(
+    algorithm: type[BaseAlgorithm], attribute: str, kwargs: dict[str, Any], tmp_path: Path
+) -> None:
+    model = algorithm("MlpPolicy", "CartPole-v1", seed=0, **kwargs)
+    model.set_logger(configure(str(tmp_path), ["csv", "tensorboard"]))
+    evaluation = EvalCallback(make_vec_env("CartPole-v1", seed=3), eval_freq=250, n_eval_episodes=1)
+    model.learn(
+        1_000, callback=CallbackList([ScheduleCallback(attribute, LinearSchedule(0.9, 0.5)), evaluation])
+    )
+    with open(tmp_path / "progress.csv") as file:
+        rows = list(csv.DictReader(file))
+    logged = [float(row[f"schedule/{attribute}"]) for row in rows if row.get(f"schedule/{attribute}")]
+    assert logged and all(0.5 <= value <= 0.9 for value in logged)
+    assert any(row.get("eval/mean_reward") for row in rows)
+    assert list(tmp_path.glob("events.out.tfevents.*"))
+    assert getattr(model, attribute) == pytest.approx(0.5)
