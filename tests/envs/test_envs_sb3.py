@@ -1,17 +1,20 @@
 """The SB3 VecEnv adapter: SB3's conventions, seeding, and training SB3's PPO and DQN on it."""
 
 import time
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from stable_baselines3 import DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecCheckNan, VecEnv, VecMonitor
 
+from rlrelax.agents import REINFORCE, GumbelAC, SoftQ
 from rlrelax.envs import CartPoleVecEnv, TorchCartPoleVectorEnv
 
 
@@ -92,13 +95,24 @@ def test_vec_check_nan_and_vec_monitor() -> None:
     assert len(episodes) > 100 and 8 <= np.mean(episodes) <= 40  # random play lasts ~22 steps
 
 
-@pytest.mark.parametrize("algo", [PPO, DQN])
-def test_sb3_algorithms_run_on_the_adapter(algo: type[PPO] | type[DQN]) -> None:
+OFF_POLICY_FAST = {"learning_starts": 64, "buffer_size": 1000}
+
+
+@pytest.mark.parametrize(
+    ("algo", "kwargs"),
+    [
+        (PPO, {"n_steps": 32, "batch_size": 64}),
+        (DQN, OFF_POLICY_FAST),
+        (REINFORCE, {"n_episodes": 4}),
+        (SoftQ, OFF_POLICY_FAST),
+        (GumbelAC, OFF_POLICY_FAST),
+    ],
+)
+def test_sb3_and_rlrelax_algorithms_run_on_the_adapter(
+    algo: type[BaseAlgorithm], kwargs: dict[str, Any]
+) -> None:
     torch.set_num_threads(1)
-    kwargs = (
-        {"n_steps": 32, "batch_size": 64} if algo is PPO else {"learning_starts": 64, "buffer_size": 1000}
-    )
-    model = algo("MlpPolicy", VecMonitor(CartPoleVecEnv(4)), seed=0, **kwargs)  # type: ignore[arg-type]
+    model = algo("MlpPolicy", VecMonitor(CartPoleVecEnv(4)), seed=0, **kwargs)
     model.learn(256)
     assert model.num_timesteps >= 256
     actions, _ = model.predict(np.zeros((4, 4), dtype=np.float32), deterministic=True)
