@@ -292,7 +292,7 @@ def _markdown(
 def write_report(experiment_dir: str | Path, *, reps: int = 10_000, seed: int = 0) -> dict[str, Path]:
     """Write ``report.md``, ``summary.csv``, ``runs.csv``, ``learning_curves.png`` and ``final_returns.png``.
 
-    The plots need matplotlib (``pip install 'rlrelax[plots]'``); without it they are left out and the
+    The plots need matplotlib (``pip install 'rlrelax[compare]'``); without it they are left out and the
     report says so.
 
     :param experiment_dir: ``<out>/<experiment>``
@@ -313,7 +313,7 @@ def write_report(experiment_dir: str | Path, *, reps: int = 10_000, seed: int = 
     try:
         from rlrelax.compare.plots import plot_final_returns, plot_learning_curves
     except ImportError:
-        notes = ["- plots: not drawn, matplotlib is not installed (`pip install 'rlrelax[plots]'`)", *notes]
+        notes = ["- plots: not drawn, matplotlib is not installed (`pip install 'rlrelax[compare]'`)", *notes]
     else:
         plot_learning_curves(summaries, directory / CURVES_FILE)
         plot_final_returns(summaries, directory / FINAL_FILE)

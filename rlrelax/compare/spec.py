@@ -58,7 +58,8 @@ class Evaluation:
 
     :param every: evaluate every this many env steps (summed over a run's parallel envs)
     :param episodes: deterministic episodes per evaluation
-    :param seed_offset: the evaluation env of the run with seed ``s`` is seeded with ``s + seed_offset``
+    :param seed_offset: the evaluation env of the run with seed ``s`` is seeded with ``s + seed_offset``; the
+        episodes run in up to 16 copies side by side, copy ``i`` seeded with ``s + seed_offset + i``
     :param thresholds: the success threshold of each env id (``None`` only for single runs without one)
     """
 

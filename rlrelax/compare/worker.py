@@ -30,6 +30,10 @@ __all__ = ["FinalEvalCallback", "execute_run", "execute_run_in_memory", "git_com
 
 _PACKAGES = ("rlrelax", "stable-baselines3", "torch", "gymnasium", "numpy")
 
+# Evaluation episodes run side by side in this many envs at most, so that the policy sees a batch of
+# observations per forward pass instead of one (evaluate_policy spreads the episodes evenly over them).
+MAX_EVAL_ENVS = 16
+
 
 class FinalEvalCallback(EvalCallback):
     """SB3's ``EvalCallback`` that also evaluates the final model when training ends.
@@ -120,7 +124,7 @@ def _train(run: dict[str, Any], folder: Path) -> dict[str, Any]:
     evaluation = run["evaluation"]
     make = partial(make_env, run["env_id"])
     env = make_vec_env(make, n_envs=run["n_envs"])
-    eval_env = make_vec_env(make, n_envs=1, seed=evaluation["seed"])
+    eval_env = make_vec_env(make, n_envs=min(evaluation["episodes"], MAX_EVAL_ENVS), seed=evaluation["seed"])
     try:
         model = cls(run["policy"], env, seed=run["seed"], **resolve_kwargs(run["kwargs"]))
         model.set_logger(configure(str(folder), ["csv", "tensorboard"] if run["tensorboard"] else ["csv"]))
