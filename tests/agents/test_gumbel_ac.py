@@ -11,6 +11,7 @@ import torch
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 from rlrelax.agents.gumbel_ac import ESTIMATOR_NAMES, GumbelAC
 from rlrelax.estimators import exact_gradient
@@ -41,6 +42,14 @@ def test_smoke_every_estimator_and_critic_input(estimator: str, critic_input: st
     logged = model.logger.name_to_value
     assert np.isfinite(logged["train/actor_loss"]) and np.isfinite(logged["train/critic_loss"])
     assert all(torch.isfinite(p).all() for p in model.policy.parameters())
+
+
+def test_policy_kwargs_of_the_caller_are_left_alone() -> None:
+    policy_kwargs = {"net_arch": [32, 32]}
+    first = make(critic_input="concat", policy_kwargs=policy_kwargs)
+    second = make(policy_kwargs=policy_kwargs)  # the same dict, reused
+    assert policy_kwargs == {"net_arch": [32, 32]}
+    assert (first.policy.critic_input, second.policy.critic_input) == ("concat", "mixture")
 
 
 @pytest.mark.parametrize("ent_coef", [0.05, 0.0, "auto", "auto_0.1"])
@@ -78,12 +87,16 @@ def test_temperature_schedule_is_followed_and_logged() -> None:
         ({"temperature": LinearSchedule(1.0, 0.0)}, "temperature"),
         ({"temperature": "hot"}, "temperature"),
         ({"critic_input": "sum"}, "critic_input"),
+        ({"next_value": "max"}, "next_value"),
         ({"ent_coef": -0.1}, "ent_coef"),
         ({"ent_coef": "auto_-1"}, "ent_coef"),
         ({"ent_coef": "learned"}, "ent_coef"),
         ({"target_entropy": "high"}, "target_entropy"),
         ({"n_samples": 0}, "n_samples"),
         ({"n_rao_samples": 1.5}, "n_rao_samples"),
+        ({"munchausen_coef": -0.5}, "munchausen_coef"),
+        ({"munchausen_coef": float("inf")}, "munchausen_coef"),
+        ({"munchausen_clip": 0.0}, "munchausen_clip"),
         ({"policy_kwargs": {"critic_input": "concat"}}, "critic_input"),
     ],
 )
@@ -126,6 +139,44 @@ def test_expected_estimator_gives_the_exact_soft_actor_gradient() -> None:
     loss, _ = model._actor_loss(obs)
     (grad,) = torch.autograd.grad(loss, logits_leaf)
     torch.testing.assert_close(grad, expected)
+
+
+@pytest.mark.parametrize("next_value", ["boltzmann", "policy"])
+@pytest.mark.parametrize(("munchausen_coef", "munchausen_clip"), [(0.0, -1.0), (0.9, -1.0), (0.9, -0.05)])
+def test_critic_target_is_the_soft_bellman_target_plus_the_munchausen_reward(
+    next_value: str, munchausen_coef: float, munchausen_clip: float
+) -> None:
+    model = make(
+        next_value=next_value, munchausen_coef=munchausen_coef, munchausen_clip=munchausen_clip, n_steps=1
+    )
+    obs, next_obs = observations(8), observations(8) + 0.05
+    actions = torch.tensor([[0], [1], [1], [0], [1], [0], [0], [1]])
+    dones = torch.tensor([[0.0]] * 7 + [[1.0]])
+    rewards = torch.linspace(0.5, 1.5, 8).unsqueeze(1)
+    samples = ReplayBufferSamples(obs, actions, next_obs, dones, rewards)
+    alpha = 0.5
+    # Bigger than the initial networks' spread of values, so that the clipping bound has something to bite.
+    with torch.no_grad():
+        for q_net in model.critic_target.q_networks:
+            q_net[-1].weight.mul_(20.0)
+        model.actor.logits_net[-1].weight.mul_(20.0)
+        if next_value == "boltzmann":
+            # The policy is softmax(Q̄/alpha) of the clipped target critics.
+            q, next_q = (torch.minimum(*model.critic_target(o)) for o in (obs, next_obs))
+            log_pi = torch.log_softmax(q / alpha, dim=-1).gather(1, actions)
+            next_log_probs = torch.log_softmax(next_q / alpha, dim=-1)
+        else:
+            log_pi = torch.log_softmax(model.actor(obs), dim=-1).gather(1, actions)
+            next_log_probs = torch.log_softmax(model.actor(next_obs), dim=-1)
+            next_q = torch.minimum(*model.critic_target(next_obs))
+    # The soft value E_π[Q̄ - alpha log π], which is alpha·logsumexp(Q̄/alpha) for the Boltzmann policy.
+    next_v = (next_log_probs.exp() * (next_q - alpha * next_log_probs)).sum(dim=1, keepdim=True)
+    bonus = munchausen_coef * torch.clamp(alpha * log_pi, min=munchausen_clip, max=0.0)
+    expected = rewards + bonus + model.gamma * (1 - dones) * next_v
+    actual = model._critic_target(samples, torch.tensor(alpha))
+    torch.testing.assert_close(actual, expected)
+    if munchausen_clip == -0.05:  # the bound must bite for this case to test it
+        assert (alpha * log_pi < munchausen_clip).any()
 
 
 def test_actor_loss_leaves_the_critic_without_gradient() -> None:
@@ -198,6 +249,16 @@ def test_predict_is_the_argmax_of_the_logits_when_deterministic() -> None:
     with torch.no_grad():
         model.actor.logits_net[-1].bias.zero_()
     assert set(model.predict(np.repeat(obs, 8, axis=0), deterministic=False)[0].tolist()) == {0, 1}
+
+
+def test_training_mode_reaches_actor_and_critic_but_not_the_target() -> None:
+    model = make()
+    modules = {"actor": model.actor, "critic": model.critic}
+    for mode in (False, False, True, True, False):
+        model.policy.set_training_mode(mode)
+        assert {name: m.training for name, m in modules.items()} == {"actor": mode, "critic": mode}
+        assert all(sub.training == mode for m in modules.values() for sub in m.modules())
+        assert not model.critic_target.training
 
 
 @pytest.mark.parametrize("critic_input", ["mixture", "concat"])
