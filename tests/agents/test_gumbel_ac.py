@@ -323,13 +323,11 @@ def _final_evaluation(model: GumbelAC, seed: int) -> float:
     return float(mean)
 
 
-# The learning tests train with the defaults at the documented budget N = 50,000 steps on seeds where the
-# validation (experiments/validate_gumbel_ac.py) ended at 500. Two runs keep them within CI's budget:
-# "gumbel_rao" (every validated seed solved) and "gumbel_softmax" (which also covers "straight_through",
-# whose training is identical under the mixture critic); "expected" and "score_function" are covered by the
-# validation and by the gradient tests above.
+# The CartPole comparison in CI (tests/compare/test_cartpole_ci.py) is the learning test of "gumbel_softmax",
+# "straight_through" and "expected"; this one covers "gumbel_rao" with the defaults at the documented budget
+# N = 50,000 steps, on a seed where experiments/validate_gumbel_ac.py ended at 500.
 @pytest.mark.learning
-@pytest.mark.parametrize(("estimator", "seed"), [("gumbel_softmax", 1), ("gumbel_rao", 0)])
-def test_defaults_solve_cartpole(estimator: str, seed: int) -> None:
-    model = GumbelAC("MlpPolicy", ENV_ID, seed=seed, estimator=estimator).learn(50_000)
+def test_gumbel_rao_defaults_solve_cartpole() -> None:
+    seed = 0
+    model = GumbelAC("MlpPolicy", ENV_ID, seed=seed, estimator="gumbel_rao").learn(50_000)
     assert _final_evaluation(model, seed) >= 475
