@@ -266,6 +266,17 @@ def to_toml(spec: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def as_foreground_job() -> None:
+    """In the child, before exec: take Ctrl-C as a terminal's foreground job does.
+
+    A job started in the background by a non-interactive shell (``cmd &``, as CI runners may start the
+    tests) inherits SIGINT and SIGQUIT ignored, and Python keeps an inherited SIG_IGN, so without this the
+    simulated Ctrl-C would be ignored and the test would hang instead of testing the interrupt.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def wait_for(condition: Any, process: subprocess.Popen[str], timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -308,7 +319,13 @@ def test_resume_after_ctrl_c_and_kill_9(tmp_path: Path) -> None:
 
     # 1. Ctrl-C (SIGINT to the whole foreground group, as a terminal sends it) while the third run hangs.
     first = subprocess.Popen(
-        command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        env=env,
+        start_new_session=True,
+        preexec_fn=as_foreground_job,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     wait_for(hanging, first)
     os.killpg(first.pid, signal.SIGINT)
@@ -324,7 +341,13 @@ def test_resume_after_ctrl_c_and_kill_9(tmp_path: Path) -> None:
     # 2. kill -9 of the whole process tree while the same run hangs again.
     first_worker = marker.read_text()
     second = subprocess.Popen(
-        command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        env=env,
+        start_new_session=True,
+        preexec_fn=as_foreground_job,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     wait_for(lambda: hanging(other_than=first_worker), second)
     os.killpg(second.pid, signal.SIGKILL)
