@@ -1,5 +1,7 @@
 """Argument checks shared by the agents, raised before any training work starts."""
 
+import math
+
 from gymnasium import spaces
 
 
@@ -32,3 +34,15 @@ def require_positive(name: str, value: float) -> float:
     if not number > 0.0 or number == float("inf"):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return number
+
+
+def require_munchausen(coef: float, clip: float) -> None:
+    """Raise a ``ValueError`` naming the bad argument unless ``coef >= 0`` and ``clip < 0`` are finite.
+
+    :param coef: the Munchausen scaling (0 turns the term off)
+    :param clip: the lower bound l0 of the scaled log-policy in the Munchausen term
+    """
+    if not (math.isfinite(coef) and coef >= 0.0):
+        raise ValueError(f"munchausen_coef must be a finite number >= 0 (0: off), got {coef!r}")
+    if not (math.isfinite(clip) and clip < 0.0):
+        raise ValueError(f"munchausen_clip must be a finite number < 0, got {clip!r}")

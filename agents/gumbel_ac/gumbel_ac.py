@@ -20,6 +20,7 @@ from rlrelax.agents.common import (
     flat_gradient,
     replay_observations,
     require_discrete_action_space,
+    require_munchausen,
     require_positive,
     soft_value,
 )
@@ -228,12 +229,7 @@ class GumbelAC(OffPolicyAlgorithm):
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {count!r}")
         _check_ent_coef(ent_coef)
-        if not (math.isfinite(munchausen_coef) and munchausen_coef >= 0.0):
-            raise ValueError(
-                f"munchausen_coef must be a finite number >= 0 (0: off), got {munchausen_coef!r}"
-            )
-        if not (math.isfinite(munchausen_clip) and munchausen_clip < 0.0):
-            raise ValueError(f"munchausen_clip must be a finite number < 0, got {munchausen_clip!r}")
+        require_munchausen(munchausen_coef, munchausen_clip)
         if target_entropy != "auto" and (
             isinstance(target_entropy, str) or not math.isfinite(float(target_entropy))
         ):

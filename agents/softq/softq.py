@@ -19,6 +19,7 @@ from rlrelax.agents.common import (
     flat_gradient,
     replay_observations,
     require_discrete_action_space,
+    require_munchausen,
     require_positive,
     soft_value,
 )
@@ -156,10 +157,7 @@ class SoftQ(OffPolicyAlgorithm):
             isinstance(target_entropy, str) or not math.isfinite(float(target_entropy))
         ):
             raise ValueError(f"target_entropy must be 'auto' or a finite number, got {target_entropy!r}")
-        if not (math.isfinite(munchausen_coef) and munchausen_coef >= 0.0):
-            raise ValueError(f"munchausen_coef must be a finite number >= 0 (0: off), got {munchausen_coef}")
-        if not (math.isfinite(munchausen_clip) and munchausen_clip < 0.0):
-            raise ValueError(f"munchausen_clip must be a finite number < 0, got {munchausen_clip!r}")
+        require_munchausen(munchausen_coef, munchausen_clip)
         if not 0.0 < tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1], got {tau!r}")
         if int(target_update_interval) != target_update_interval or target_update_interval < 1:

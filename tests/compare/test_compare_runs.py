@@ -277,6 +277,19 @@ def as_foreground_job() -> None:
     signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
+def start_as_foreground_job(command: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start ``command`` in a session of its own (so the test can signal its whole process group)."""
+    return subprocess.Popen(
+        command,
+        env=env,
+        start_new_session=True,
+        preexec_fn=as_foreground_job,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def wait_for(condition: Any, process: subprocess.Popen[str], timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -318,15 +331,7 @@ def test_resume_after_ctrl_c_and_kill_9(tmp_path: Path) -> None:
             return False
 
     # 1. Ctrl-C (SIGINT to the whole foreground group, as a terminal sends it) while the third run hangs.
-    first = subprocess.Popen(
-        command,
-        env=env,
-        start_new_session=True,
-        preexec_fn=as_foreground_job,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    first = start_as_foreground_job(command, env)
     wait_for(hanging, first)
     os.killpg(first.pid, signal.SIGINT)
     _, stderr = first.communicate(timeout=60)
@@ -340,15 +345,7 @@ def test_resume_after_ctrl_c_and_kill_9(tmp_path: Path) -> None:
 
     # 2. kill -9 of the whole process tree while the same run hangs again.
     first_worker = marker.read_text()
-    second = subprocess.Popen(
-        command,
-        env=env,
-        start_new_session=True,
-        preexec_fn=as_foreground_job,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    second = start_as_foreground_job(command, env)
     wait_for(lambda: hanging(other_than=first_worker), second)
     os.killpg(second.pid, signal.SIGKILL)
     second.communicate(timeout=60)
