@@ -243,7 +243,7 @@ class GumbelACPolicy(BasePolicy):
         )
         if net_arch is None:
             # The critic must resolve small differences between long-horizon action values (on CartPole, the
-            # slow drift towards the edge of the track): a [64, 64] critic left 3 of 10 seeds drifting.
+            # slow drift towards the edge of the track), so it is wider than the actor.
             net_arch = {"pi": [64, 64], "qf": [128, 128]}
         actor_arch, critic_arch = get_actor_critic_arch(net_arch)
         self.net_arch = net_arch

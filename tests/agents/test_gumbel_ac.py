@@ -97,6 +97,9 @@ def test_temperature_schedule_is_followed_and_logged() -> None:
         ({"munchausen_coef": -0.5}, "munchausen_coef"),
         ({"munchausen_coef": float("inf")}, "munchausen_coef"),
         ({"munchausen_clip": 0.0}, "munchausen_clip"),
+        ({"logit_penalty": -0.1}, "logit_penalty"),
+        ({"logit_penalty": float("nan")}, "logit_penalty"),
+        ({"max_grad_norm": 0.0}, "max_grad_norm"),
         ({"policy_kwargs": {"critic_input": "concat"}}, "critic_input"),
     ],
 )
@@ -123,7 +126,7 @@ class BadMiddle:
 
 
 def test_expected_estimator_gives_the_exact_soft_actor_gradient() -> None:
-    model = make(estimator="expected", ent_coef=0.3)
+    model = make(estimator="expected", ent_coef=0.3, logit_penalty=0.0)
     obs = observations()
     logits = model.actor(obs)
     q = torch.stack(model.critic(obs)).min(dim=0).values.detach()
@@ -139,6 +142,34 @@ def test_expected_estimator_gives_the_exact_soft_actor_gradient() -> None:
     loss, _ = model._actor_loss(obs)
     (grad,) = torch.autograd.grad(loss, logits_leaf)
     torch.testing.assert_close(grad, expected)
+
+
+def test_logit_penalty_adds_the_squared_centred_logits_to_the_actor_loss() -> None:
+    obs = observations()
+    losses = []
+    for penalty in (0.0, 0.25):
+        model = make(estimator="expected", logit_penalty=penalty)
+        losses.append(model._actor_loss(obs)[0])
+    logits = model.actor(obs)
+    centred = logits - logits.mean(dim=-1, keepdim=True)
+    torch.testing.assert_close(losses[1] - losses[0], 0.25 * centred.pow(2).sum(dim=-1).mean())
+
+
+def test_logit_penalty_moves_a_saturated_actor_that_the_entropy_bonus_cannot() -> None:
+    # Logits 40 apart: the exact soft actor gradient carries a factor π(1-π) ≈ e^-40 and vanishes, even
+    # though the critic prefers the other action; the penalty's gradient does not.
+    obs = observations()
+    saturated = torch.tensor([[20.0, -20.0]]).expand(obs.shape[0], -1).clone()
+    gradients = []
+    for penalty in (0.0, 0.01):
+        model = make(estimator="expected", logit_penalty=penalty)
+        logits_leaf = saturated.clone().requires_grad_(True)
+        model.actor.forward = lambda _obs, leaf=logits_leaf: leaf  # type: ignore[method-assign]
+        (grad,) = torch.autograd.grad(model._actor_loss(obs)[0], logits_leaf)
+        gradients.append(grad)
+    assert gradients[0].abs().max() < 1e-12
+    # d/dl_0 of 0.01·Σ_k (l_k - mean l)² / batch = 0.01·2·20 / batch, towards a smaller gap.
+    torch.testing.assert_close(gradients[1][:, 0], torch.full((obs.shape[0],), 0.4 / obs.shape[0]))
 
 
 @pytest.mark.parametrize("next_value", ["boltzmann", "policy"])
