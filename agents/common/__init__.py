@@ -5,6 +5,7 @@ from rlrelax.agents.common.soft_value import soft_value
 from rlrelax.agents.common.validation import (
     require_discrete_action_space,
     require_munchausen,
+    require_non_negative,
     require_positive,
 )
 
@@ -14,6 +15,7 @@ __all__ = [
     "replay_observations",
     "require_discrete_action_space",
     "require_munchausen",
+    "require_non_negative",
     "require_positive",
     "soft_value",
 ]

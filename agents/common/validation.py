@@ -36,13 +36,25 @@ def require_positive(name: str, value: float) -> float:
     return number
 
 
+def require_non_negative(name: str, value: float) -> float:
+    """Return ``value`` if it is a finite number >= 0, else raise a ``ValueError`` naming it.
+
+    :param name: the argument's name, for the message
+    :param value: the value to check
+    :return: ``value`` as a float
+    """
+    number = float(value)
+    if not (math.isfinite(number) and number >= 0.0):
+        raise ValueError(f"{name} must be a finite number >= 0 (0: off), got {value!r}")
+    return number
+
+
 def require_munchausen(coef: float, clip: float) -> None:
     """Raise a ``ValueError`` naming the bad argument unless ``coef >= 0`` and ``clip < 0`` are finite.
 
     :param coef: the Munchausen scaling (0 turns the term off)
     :param clip: the lower bound l0 of the scaled log-policy in the Munchausen term
     """
-    if not (math.isfinite(coef) and coef >= 0.0):
-        raise ValueError(f"munchausen_coef must be a finite number >= 0 (0: off), got {coef!r}")
+    require_non_negative("munchausen_coef", coef)
     if not (math.isfinite(clip) and clip < 0.0):
         raise ValueError(f"munchausen_clip must be a finite number < 0, got {clip!r}")
