@@ -392,7 +392,7 @@ class GumbelAC(OffPolicyAlgorithm):
         entropy = -(probs * log_probs).sum(dim=-1)
         with th.no_grad():
             features = self.critic.features(observations)
-            q_all = th.stack(self.critic.all_action_values(features)).min(dim=0).values
+            q_all = self.critic.all_action_values(features).min(dim=0).values
 
         with self._frozen_critic():
             value_surrogate = self._value_surrogate(
@@ -432,8 +432,7 @@ class GumbelAC(OffPolicyAlgorithm):
             # actions: (n_samples, batch, K) one-hot or relaxed -> (n_samples, batch)
             if critic.critic_input == "mixture":
                 return (actions * q_all).sum(dim=-1)
-            values = [critic.action_values(features, actions, q_net) for q_net in critic.q_networks]
-            return th.stack(values).min(dim=0).values
+            return critic.action_values(features, actions).min(dim=0).values
 
         if estimator == "score_function":
             # Likelihood ratio with the critic's state value V(s) = Σ_a π(a|s) Q(s, a) as the baseline, which
@@ -493,7 +492,14 @@ class GumbelAC(OffPolicyAlgorithm):
         """
         discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
         alpha = float(ent_coef)
-        next_q = th.stack(self.critic_target(replay_data.next_observations)).min(dim=0).values
+        if self.munchausen_coef > 0.0 and self.next_value == "boltzmann":
+            # Both batches in one pass: on a CPU, each pass costs mostly its per-call overhead.
+            n_obs = replay_data.observations.shape[0]
+            both = th.cat([replay_data.observations, replay_data.next_observations])
+            q_both = self.critic_target(both).min(dim=0).values
+            q, next_q = q_both[:n_obs], q_both[n_obs:]
+        else:
+            next_q = self.critic_target(replay_data.next_observations).min(dim=0).values
         if self.next_value == "boltzmann":
             # V(s') = alpha·logsumexp(Q̄(s', ·)/alpha), the soft value of the Boltzmann policy of the target
             # critics (Haarnoja et al., 2017, soft Q-learning's backup).
@@ -509,7 +515,6 @@ class GumbelAC(OffPolicyAlgorithm):
             # the next value uses: alpha·ln π = Q̄(s, a) - V(s) for the Boltzmann policy (as M-DQN).
             actions = replay_data.actions.long()
             if self.next_value == "boltzmann":
-                q = th.stack(self.critic_target(replay_data.observations)).min(dim=0).values
                 scaled_log_pi = q.gather(1, actions) - soft_value(q, alpha)
             else:
                 log_probs = F.log_softmax(self.actor(replay_data.observations), dim=-1)
@@ -533,11 +538,12 @@ class GumbelAC(OffPolicyAlgorithm):
 
             target_q = self._critic_target(replay_data, ent_coef)
             actions = replay_data.actions.long()
-            current_q = self.critic(replay_data.observations)
+            n_critics = self.critic.n_critics
+            current_q = self.critic(replay_data.observations).gather(2, actions.expand(n_critics, -1, -1))
             # Soft Bellman residual of each critic (Haarnoja et al., 2018, eq. 5) under the Huber loss, as in
             # SB3's DQN and rlrelax's SoftQ: a TD error far from the target moves the critic a bounded step.
-            critic_loss = 0.5 * sum(F.smooth_l1_loss(q.gather(1, actions), target_q) for q in current_q)
-            assert isinstance(critic_loss, th.Tensor)
+            # Halved and summed over the critics, as SB3's SAC does with its squared error.
+            critic_loss = 0.5 * n_critics * F.smooth_l1_loss(current_q, target_q.expand_as(current_q))
             critic_losses.append(critic_loss.item())
             self.critic.optimizer.zero_grad()
             critic_loss.backward()

@@ -13,6 +13,7 @@ from stable_baselines3.common.torch_layers import (
 )
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
+from torch.nn import functional as F
 
 CriticInput = Literal["mixture", "concat"]
 CRITIC_INPUTS: tuple[str, ...] = ("mixture", "concat")
@@ -79,8 +80,56 @@ class Actor(BasePolicy):
         logits = self(observation)
         if deterministic:
             return logits.argmax(dim=-1)
-        # Sampling from the global torch RNG, which SB3 seeds, keeps same-seed runs identical.
-        return th.distributions.Categorical(logits=logits).sample()
+        # Sampling from the global torch RNG, which SB3 seeds, keeps same-seed runs identical. Directly, not
+        # through th.distributions.Categorical, whose argument checks cost 4x the draw on every env step.
+        return th.multinomial(F.softmax(logits, dim=-1), 1).squeeze(-1)
+
+
+class EnsembleMLP(nn.Module):
+    """
+    ``n_members`` MLPs of the same shape, evaluated together: each layer is one batched matrix product.
+
+    Twin critics computed this way take about a quarter less time per forward and backward pass on a CPU
+    than two ``nn.Sequential`` networks, whose cost at these sizes is mostly per-call overhead. Each member
+    is initialised exactly as SB3's ``create_mlp`` initialises its own network.
+
+    :param n_members: Number of networks
+    :param in_dim: Input size
+    :param out_dim: Output size
+    :param net_arch: Hidden layer sizes
+    :param activation_fn: Activation function after each hidden layer
+    """
+
+    def __init__(
+        self, n_members: int, in_dim: int, out_dim: int, net_arch: list[int], activation_fn: type[nn.Module]
+    ) -> None:
+        super().__init__()
+        self.n_members = n_members
+        members = [create_mlp(in_dim, out_dim, net_arch, activation_fn) for _ in range(n_members)]
+        layers = [[module for module in member if isinstance(module, nn.Linear)] for member in members]
+        # Weights as (member, in, out) and biases as (member, 1, out): the operands of th.baddbmm.
+        self.weights = nn.ParameterList(
+            nn.Parameter(th.stack([linear.weight.detach().T for linear in depth]).contiguous())
+            for depth in zip(*layers, strict=True)
+        )
+        self.biases = nn.ParameterList(
+            nn.Parameter(th.stack([linear.bias.detach().unsqueeze(0) for linear in depth]))
+            for depth in zip(*layers, strict=True)
+        )
+        self.activation = activation_fn()
+
+    def forward(self, inputs: th.Tensor) -> th.Tensor:
+        """
+        :param inputs: Shape ``(batch, in_dim)``, the same for every member, or ``(n_members, batch, in_dim)``
+        :return: Shape ``(n_members, batch, out_dim)``
+        """
+        hidden = inputs if inputs.dim() == 3 else inputs.expand(self.n_members, *inputs.shape)
+        last = len(self.weights) - 1
+        for depth, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            hidden = th.baddbmm(bias, hidden, weight)
+            if depth < last:
+                hidden = self.activation(hidden)
+        return hidden
 
 
 class DiscreteCritic(BaseModel):
@@ -142,11 +191,7 @@ class DiscreteCritic(BaseModel):
             if critic_input == "mixture"
             else (features_dim + self.n_actions, 1)
         )
-        self.q_networks: list[nn.Module] = []
-        for idx in range(n_critics):
-            q_net = nn.Sequential(*create_mlp(in_dim, out_dim, net_arch, activation_fn))
-            self.add_module(f"qf{idx}", q_net)
-            self.q_networks.append(q_net)
+        self.q_networks = EnsembleMLP(n_critics, in_dim, out_dim, net_arch, activation_fn)
 
     def features(self, obs: PyTorchObs) -> th.Tensor:
         """
@@ -157,35 +202,33 @@ class DiscreteCritic(BaseModel):
         with th.set_grad_enabled(th.is_grad_enabled() and not self.share_features_extractor):
             return self.extract_features(obs, self.features_extractor)
 
-    def all_action_values(self, features: th.Tensor) -> tuple[th.Tensor, ...]:
+    def all_action_values(self, features: th.Tensor) -> th.Tensor:
         """
         :param features: Output of :meth:`features`, shape ``(batch, features_dim)``
-        :return: One ``(batch, n_actions)`` tensor ``Q(s, k)`` per critic network
+        :return: ``Q(s, k)`` of every critic network, shape ``(n_critics, batch, n_actions)``
         """
         if self.critic_input == "mixture":
-            return tuple(q_net(features) for q_net in self.q_networks)
+            return self.q_networks(features)
         eye = th.eye(self.n_actions, dtype=features.dtype, device=features.device)
         one_hots = eye.unsqueeze(1).expand(-1, features.shape[0], -1)  # (K, batch, K)
-        return tuple(
-            self.action_values(features, one_hots, q_net).transpose(0, 1) for q_net in self.q_networks
-        )
+        return self.action_values(features, one_hots).transpose(1, 2)
 
-    def action_values(self, features: th.Tensor, actions: th.Tensor, q_net: nn.Module) -> th.Tensor:
+    def action_values(self, features: th.Tensor, actions: th.Tensor) -> th.Tensor:
         """
-        Value of float actions (one-hot or relaxed) under one ``"concat"`` critic network.
+        Value of float actions (one-hot or relaxed) under every ``"concat"`` critic network.
 
         :param features: Shape ``(batch, features_dim)``
         :param actions: Shape ``(*leading, batch, n_actions)``
-        :param q_net: One of ``self.q_networks``
-        :return: Shape ``(*leading, batch)``
+        :return: Shape ``(n_critics, *leading, batch)``
         """
         expanded = features.expand(*actions.shape[:-1], features.shape[-1])
-        return q_net(th.cat([expanded, actions], dim=-1)).squeeze(-1)
+        inputs = th.cat([expanded, actions], dim=-1).reshape(-1, features.shape[-1] + self.n_actions)
+        return self.q_networks(inputs).reshape(self.n_critics, *actions.shape[:-1])
 
-    def forward(self, obs: PyTorchObs) -> tuple[th.Tensor, ...]:
+    def forward(self, obs: PyTorchObs) -> th.Tensor:
         """
         :param obs: Observation batch
-        :return: One ``(batch, n_actions)`` tensor ``Q(s, k)`` per critic network
+        :return: ``Q(s, k)`` of every critic network, shape ``(n_critics, batch, n_actions)``
         """
         return self.all_action_values(self.features(obs))
 
@@ -204,7 +247,8 @@ class GumbelACPolicy(BasePolicy):
     :param features_extractor_kwargs: Keyword arguments to pass to the features extractor
     :param normalize_images: Whether to normalize images or not, dividing by 255.0
     :param optimizer_class: The optimizer to use, ``th.optim.Adam`` by default
-    :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, for the optimizer
+    :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, for the optimizer;
+        ``dict(fused=True)`` for the default Adam
     :param n_critics: Number of critic networks
     :param share_features_extractor: Whether actor and critic share the features extractor
     :param critic_input: How the critic reads an action: ``"mixture"`` or ``"concat"`` (see
@@ -232,6 +276,10 @@ class GumbelACPolicy(BasePolicy):
         share_features_extractor: bool = False,
         critic_input: CriticInput = "mixture",
     ) -> None:
+        if optimizer_kwargs is None and optimizer_class is th.optim.Adam:
+            # One fused kernel per step instead of about ten per parameter tensor: on a CPU, torch's default
+            # per-tensor loop takes about four times as long for these small networks.
+            optimizer_kwargs = {"fused": True}
         super().__init__(
             observation_space,
             action_space,

@@ -12,8 +12,10 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from torch import nn
 
 from rlrelax.agents.gumbel_ac import ESTIMATOR_NAMES, GumbelAC
+from rlrelax.agents.gumbel_ac.policies import EnsembleMLP
 from rlrelax.estimators import exact_gradient
 from rlrelax.relax import LinearSchedule
 
@@ -129,7 +131,7 @@ def test_expected_estimator_gives_the_exact_soft_actor_gradient() -> None:
     model = make(estimator="expected", ent_coef=0.3, logit_penalty=0.0)
     obs = observations()
     logits = model.actor(obs)
-    q = torch.stack(model.critic(obs)).min(dim=0).values.detach()
+    q = model.critic(obs).min(dim=0).values.detach()
 
     def soft_value(actions: torch.Tensor) -> torch.Tensor:
         # f(e_k) = Q(s, k) - alpha log π(k|s), the per-action soft value the actor maximises.
@@ -188,8 +190,7 @@ def test_critic_target_is_the_soft_bellman_target_plus_the_munchausen_reward(
     alpha = 0.5
     # Bigger than the initial networks' spread of values, so that the clipping bound has something to bite.
     with torch.no_grad():
-        for q_net in model.critic_target.q_networks:
-            q_net[-1].weight.mul_(20.0)
+        model.critic_target.q_networks.weights[-1].mul_(20.0)
         model.actor.logits_net[-1].weight.mul_(20.0)
         if next_value == "boltzmann":
             # The policy is softmax(Q̄/alpha) of the clipped target critics.
@@ -290,6 +291,28 @@ def test_training_mode_reaches_actor_and_critic_but_not_the_target() -> None:
         assert {name: m.training for name, m in modules.items()} == {"actor": mode, "critic": mode}
         assert all(sub.training == mode for m in modules.values() for sub in m.modules())
         assert not model.critic_target.training
+
+
+@pytest.mark.parametrize("net_arch", [[], [8], [8, 6]])
+def test_ensemble_members_are_independent_mlps(net_arch: list[int]) -> None:
+    torch.manual_seed(0)
+    ensemble = EnsembleMLP(3, in_dim=5, out_dim=2, net_arch=net_arch, activation_fn=nn.Tanh)
+    shared, per_member = torch.randn(7, 5), torch.randn(3, 7, 5)
+    outputs = ensemble(shared), ensemble(per_member)
+    assert outputs[0].shape == outputs[1].shape == (3, 7, 2)
+    for member in range(3):
+        # The same member as a plain MLP: nn.Linear holds the transposed weight.
+        layers: list[nn.Module] = []
+        for weight, bias in zip(ensemble.weights, ensemble.biases, strict=True):
+            linear = nn.Linear(*weight.shape[1:])
+            linear.weight.data, linear.bias.data = weight[member].T, bias[member, 0]
+            layers += [linear, nn.Tanh()]
+        mlp = nn.Sequential(*layers[:-1])
+        torch.testing.assert_close(outputs[0][member], mlp(shared))
+        torch.testing.assert_close(outputs[1][member], mlp(per_member[member]))
+    # Each member drew its own initial weights.
+    first = ensemble.weights[0]
+    assert not torch.equal(first[0], first[1]) and not torch.equal(first[1], first[2])
 
 
 @pytest.mark.parametrize("critic_input", ["mixture", "concat"])
