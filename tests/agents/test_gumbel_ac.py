@@ -377,8 +377,8 @@ def _final_evaluation(model: GumbelAC, seed: int) -> float:
     return float(mean)
 
 
-# The CartPole comparison in CI (tests/compare/test_cartpole_ci.py) is the learning test of "gumbel_softmax",
-# "straight_through" and "expected"; this one covers "gumbel_rao" with the defaults at the documented budget
+# The CartPole comparison in CI (tests/compare/test_cartpole_ci.py) is the learning test of "gumbel_softmax"
+# (and so of "straight_through") and "expected"; this one covers "gumbel_rao" with the defaults at the budget
 # N = 50,000 steps, on a seed where experiments/validate_gumbel_ac.py ended at 500.
 @pytest.mark.learning
 def test_gumbel_rao_defaults_solve_cartpole() -> None:

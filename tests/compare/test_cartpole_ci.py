@@ -1,10 +1,10 @@
 """The CartPole-v1 comparison as CI runs it: experiments/cartpole_ci.toml (3 seeds, every agent).
 
 This is also the CartPole-v1 learning test of REINFORCE, SoftQ and GumbelAC (``gumbel_softmax`` and
-``expected``; ``straight_through`` trains identically to ``gumbel_softmax`` under the default critic): each trains with its defaults at its documented budget, and must
-end with a final evaluation of at least 475 (10 deterministic episodes) on at least 2 of the 3 fixed seeds,
-the margin against flakiness on a different CPU; the report files must exist and parse. About ten minutes
-of 2 cores: marked ``learning``.
+``expected``; ``straight_through`` trains identically to ``gumbel_softmax`` under the default critic): each
+trains with its defaults at its documented budget, and must end with a final evaluation of at least 475
+(10 deterministic episodes) on at least 2 of the 3 fixed seeds, the margin against flakiness on a
+different CPU; the report files must exist and parse. About ten minutes of 2 cores: marked ``learning``.
 """
 
 import csv
