@@ -9,13 +9,33 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from rlrelax import __version__
 
-#: Exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
-EXIT_INTERRUPTED = 130
+#: Exit status when runs failed, or an error stopped the command while it was running them.
+EXIT_FAILED = 1
 #: Exit status of a spec or argument refused before any run started.
 EXIT_INVALID = 2
+#: Exit status when another ``rlrelax compare`` is running the same experiment (its lock is held).
+EXIT_BUSY = 3
+#: Exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+
+
+def _count(minimum: int) -> Any:
+    """An argparse type: an int of at least ``minimum``, so a bad value is refused under its option's name."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--out", type=Path, default=Path("runs"), help="the run store's root (default: runs)"
     )
-    compare.add_argument("--workers", type=int, default=None, help="runs at once (default: usable CPU cores)")
+    compare.add_argument(
+        "--workers", type=_count(1), default=None, help="runs at once (default: usable CPU cores)"
+    )
+    compare.add_argument(
+        "--seeds",
+        type=_count(1),
+        default=None,
+        metavar="N",
+        help="run only the spec's first N seeds: a reduced run whose runs a later full run keeps",
+    )
     compare.add_argument("--backend", choices=("local", "ray"), default="local", help="where runs execute")
     compare.add_argument(
         "--ray-address", default=None, help="Ray cluster to join (default: start a local Ray)"
@@ -62,22 +91,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("algorithm", help="REINFORCE, SoftQ, GumbelAC, PPO, DQN, A2C or module:Class")
     train.add_argument("env", help="a Gymnasium env id, e.g. CartPole-v1")
-    train.add_argument("--steps", type=int, default=100_000, help="training env steps (default: 100000)")
-    train.add_argument("--seed", type=int, default=0, help="the training seed (default: 0)")
+    train.add_argument(
+        "--steps", type=_count(1), default=100_000, help="training env steps (default: 100000)"
+    )
+    train.add_argument("--seed", type=_count(0), default=0, help="the training seed (default: 0)")
     train.add_argument(
         "--out", type=Path, default=None, help="the run folder (default: runs/train/ENV/ALGO/seed-N)"
     )
-    train.add_argument("--n-envs", type=int, default=1, help="parallel training envs (default: 1)")
+    train.add_argument("--n-envs", type=_count(1), default=1, help="parallel training envs (default: 1)")
     train.add_argument(
         "--kwargs", default="{}", help='constructor keywords as JSON, e.g. \'{"learning_rate": "lin_0.001"}\''
     )
     train.add_argument(
         "--eval-every",
-        type=int,
-        default=0,
+        type=_count(1),
+        default=None,
         help="evaluate every N env steps (default: --steps); the final model is always evaluated",
     )
-    train.add_argument("--eval-episodes", type=int, default=10, help="deterministic episodes per evaluation")
+    train.add_argument(
+        "--eval-episodes", type=_count(1), default=10, help="deterministic episodes per evaluation"
+    )
     return parser
 
 
@@ -86,12 +119,21 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from rlrelax.compare import SpecError, load_spec, run_experiment
+    from rlrelax.compare import ExperimentLockedError, SpecError, load_spec, run_experiment
+
+    def fail(kind: str, error: BaseException, status: int) -> int:
+        print(f"rlrelax compare: {kind}: {error}", file=sys.stderr)
+        return status
 
     try:
         spec = load_spec(args.spec)
-        # SIGTERM (a scheduler's stop) takes the same clean path as Ctrl-C.
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        if args.seeds is not None:
+            spec = spec.first_seeds(args.seeds)
+    except SpecError as error:
+        return fail("invalid spec", error, EXIT_INVALID)
+    # SIGTERM (a scheduler's stop) takes the same clean path as Ctrl-C.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
         result = run_experiment(
             spec,
             args.out,
@@ -100,15 +142,20 @@ def _compare(args: argparse.Namespace) -> int:
             ray_address=args.ray_address,
             progress=not args.no_progress,
         )
-    except (SpecError, ValueError, RuntimeError, ImportError, ConnectionError) as error:
-        print(f"rlrelax compare: error: {error}", file=sys.stderr)
-        return EXIT_INVALID
+    except SpecError as error:  # the store holds finished runs of another config
+        return fail("invalid spec", error, EXIT_INVALID)
+    except ExperimentLockedError as error:
+        return fail("busy", error, EXIT_BUSY)
+    except ImportError as error:  # the Ray backend without Ray
+        return fail("missing package", error, EXIT_INVALID)
     except KeyboardInterrupt:
         print(
             "\nrlrelax compare: interrupted; finished runs are kept, rerun the same command to resume",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    except (OSError, RuntimeError, ValueError, ConnectionError) as error:
+        return fail("error while running the runs (finished runs are kept)", error, EXIT_FAILED)
     print(
         f"{result.total} runs: {result.skipped} already finished, {len(result.finished)} finished now, "
         f"{len(result.failed)} failed"
@@ -122,8 +169,8 @@ def _compare(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         for outcome in result.failed:
-            print(f"  {outcome['folder']}: {outcome['error']}", file=sys.stderr)
-        return 1
+            print(f"  {outcome.folder}: {outcome.error}", file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 
@@ -168,7 +215,6 @@ def _train(args: argparse.Namespace) -> int:
                 ],
             },
             source="rlrelax train",
-            require_threshold=False,
         )
     except SpecError as error:
         print(f"rlrelax train: error: {error}", file=sys.stderr)
@@ -185,15 +231,16 @@ def _train(args: argparse.Namespace) -> int:
     init_worker()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # init_worker ignores Ctrl-C for pool workers
     outcome = execute_run(run.to_config(), folder, git_commit())
-    if outcome["status"] != "finished":
+    if outcome.result is None:
         print(
-            f"rlrelax train: the run failed: {outcome['error']} (traceback in {folder}/error.txt)",
+            f"rlrelax train: the run failed: {outcome.error} (traceback in {folder}/error.txt)",
             file=sys.stderr,
         )
-        return 1
+        return EXIT_FAILED
+    result = outcome.result
     print(
-        f"{args.algorithm} on {args.env}, seed {args.seed}: final return {outcome['final_return']:.1f} after "
-        f"{outcome['final_timestep']} steps ({outcome['wall_time_s']:.1f}s); saved to {folder}/model.zip"
+        f"{args.algorithm} on {args.env}, seed {args.seed}: final return {result.final_return:.1f} after "
+        f"{result.final_timestep} steps ({result.wall_time_s:.1f}s); saved to {folder}/model.zip"
     )
     return 0
 

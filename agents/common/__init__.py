@@ -1,21 +1,35 @@
-"""Pieces every rlrelax agent shares."""
+"""Pieces every rlrelax agent shares: argument checks, the soft critic's target and alpha, gradient draws."""
 
+from rlrelax.agents.common.checks import (
+    check_discrete_action_space,
+    check_munchausen,
+    check_soft_critic_arguments,
+)
 from rlrelax.agents.common.gradients import ActorGradientDraws, flat_gradient, replay_observations
-from rlrelax.agents.common.soft_value import soft_value
-from rlrelax.agents.common.validation import (
-    require_discrete_action_space,
-    require_munchausen,
-    require_non_negative,
-    require_positive,
+from rlrelax.agents.common.soft_critic import (
+    AUTO_TARGET_ENTROPY_FRACTION,
+    SOFT_CRITIC_LEARNING_RATE,
+    check_target_entropy,
+    ent_coef_loss,
+    parse_ent_coef,
+    resolve_target_entropy,
+    soft_bellman_target,
+    soft_value,
 )
 
 __all__ = [
+    "AUTO_TARGET_ENTROPY_FRACTION",
+    "SOFT_CRITIC_LEARNING_RATE",
     "ActorGradientDraws",
+    "check_discrete_action_space",
+    "check_munchausen",
+    "check_soft_critic_arguments",
+    "check_target_entropy",
+    "ent_coef_loss",
     "flat_gradient",
+    "parse_ent_coef",
     "replay_observations",
-    "require_discrete_action_space",
-    "require_munchausen",
-    "require_non_negative",
-    "require_positive",
+    "resolve_target_entropy",
+    "soft_bellman_target",
     "soft_value",
 ]

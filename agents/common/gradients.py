@@ -51,15 +51,21 @@ def replay_observations(
 
     :param replay_buffer: the buffer to draw from (not empty)
     :param batch_size: number of observations
-    :param generator: random number generator for the indices
+    :param generator: random number generator for the indices, on any device
     :param env: the ``VecNormalize`` wrapper whose statistics normalise the observations, if any
     :return: a ``(batch_size, *obs_shape)`` tensor on the buffer's device
     """
     stored = replay_buffer.buffer_size if replay_buffer.full else replay_buffer.pos
     if stored == 0:
         raise RuntimeError("the replay buffer is empty: there is no batch to measure on yet")
-    steps = torch.randint(stored, (batch_size,), generator=generator).numpy()
-    envs = torch.randint(replay_buffer.n_envs, (batch_size,), generator=generator).numpy()
+    # The indices are drawn on the generator's device (a CUDA generator cannot draw on the CPU) and brought
+    # to the CPU, where the buffer's NumPy arrays live.
+    steps = torch.randint(stored, (batch_size,), generator=generator, device=generator.device).cpu().numpy()
+    envs = (
+        torch.randint(replay_buffer.n_envs, (batch_size,), generator=generator, device=generator.device)
+        .cpu()
+        .numpy()
+    )
     observations = replay_buffer._normalize_obs(replay_buffer.observations[steps, envs], env)
     assert isinstance(observations, np.ndarray)
     return torch.as_tensor(observations, device=replay_buffer.device).float()

@@ -13,18 +13,21 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import LinearSchedule, explained_variance, obs_as_tensor, safe_mean
+from stable_baselines3.common.utils import explained_variance, obs_as_tensor, safe_mean
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
-from rlrelax.agents.common import (
-    ActorGradientDraws,
-    flat_gradient,
-    require_discrete_action_space,
-    require_positive,
+from rlrelax._validation import (
+    check_choice,
+    check_int,
+    check_non_negative,
+    check_positive,
+    check_unit_interval,
 )
+from rlrelax.agents.common import ActorGradientDraws, check_discrete_action_space, flat_gradient
 from rlrelax.agents.reinforce.policies import MlpPolicy
 from rlrelax.estimators import leave_one_out_baseline, mean_baseline, score_function_surrogate
+from rlrelax.relax import LinearSchedule
 
 SelfREINFORCE = TypeVar("SelfREINFORCE", bound="REINFORCE")
 
@@ -33,7 +36,7 @@ BASELINES = ("none", "mean", "value", "leave_one_out")
 # Decaying the step size to zero makes the last updates small, so the policy that training ends with is
 # the one it had converged to rather than a random step away from it (Monte Carlo gradients stay noisy
 # even at the optimum).
-DEFAULT_LEARNING_RATE = LinearSchedule(start=3e-3, end=0.0, end_fraction=1.0)
+DEFAULT_LEARNING_RATE = LinearSchedule(3e-3, 0.0)
 
 
 @dataclass
@@ -53,12 +56,17 @@ class Episode:
 class EpisodeBuffer:
     """The complete episodes of one rollout, and the steps of the episodes still running in each env.
 
+    Each env contributes a fixed quota of episodes: the first ``quota`` that it starts in the rollout.
+
     :param n_envs: the number of environments stepped together
+    :param quota: the number of complete episodes each env contributes to a rollout
     """
 
-    def __init__(self, n_envs: int) -> None:
+    def __init__(self, n_envs: int, quota: int) -> None:
         self.n_envs = n_envs
+        self.quota = quota
         self.episodes: list[Episode] = []
+        self._completed = np.zeros(n_envs, dtype=np.int64)
         self._observations: list[list[np.ndarray]] = [[] for _ in range(n_envs)]
         self._actions: list[list[int]] = [[] for _ in range(n_envs)]
         self._rewards: list[list[float]] = [[] for _ in range(n_envs)]
@@ -66,8 +74,22 @@ class EpisodeBuffer:
     def reset(self) -> None:
         """Forget every episode, complete or not."""
         self.episodes = []
+        self._completed[:] = 0
         for env_index in range(self.n_envs):
             self._discard(env_index)
+
+    def wants_episode(self, env_index: int) -> bool:
+        """Whether env ``env_index`` has not yet contributed its quota of episodes.
+
+        :param env_index: the env
+        :return: ``True`` while the env's next episode is to be recorded
+        """
+        return bool(self._completed[env_index] < self.quota)
+
+    @property
+    def is_full(self) -> bool:
+        """Whether every env has contributed its quota: the rollout is complete."""
+        return bool((self._completed >= self.quota).all())
 
     def add(self, env_index: int, observation: np.ndarray, action: int, reward: float) -> None:
         """Append one step to the episode running in env ``env_index``.
@@ -93,6 +115,7 @@ class EpisodeBuffer:
                 rewards=np.asarray(self._rewards[env_index], dtype=np.float32),
             )
         )
+        self._completed[env_index] += 1
         self._discard(env_index)
 
     def _discard(self, env_index: int) -> None:
@@ -152,23 +175,22 @@ class REINFORCE(BaseAlgorithm):
     follow R. S. Sutton and A. G. Barto (2018), "Reinforcement Learning: An Introduction", 2nd ed., Sec.
     13.3-13.4 ("REINFORCE" and "REINFORCE with baseline").
 
-    Each update uses a batch of ``n_episodes`` complete episodes, all collected with the current policy.
+    Each update uses a batch of complete episodes, all collected with the current policy.
     The return of step t is the discounted reward-to-go to the episode's end; nothing is bootstrapped,
     not even when a time limit truncates the episode (CartPole-v1 at 500 steps): the episode is then
     treated as ending there, the standard Monte Carlo choice. The undiscounted state weighting
     (``gamma^t`` left out of the gradient) follows common practice.
 
-    With several envs, a rollout steps all of them until at least ``n_episodes`` episodes have completed
-    (every episode ending on that last step is used). An episode still running at that point is not used:
-    its steps are dropped, and after the update that env keeps running the episode (collected partly
-    under the old policy) without recording it until it ends, then contributes fresh episodes. Those steps
-    count towards ``total_timesteps`` like every env step. With one env (the default for an env id), a
-    rollout stops exactly at an episode end and no step is dropped. A rollout also stops when
-    ``total_timesteps`` is reached, so ``learn(N)`` never takes more than ``N + n_envs - 1`` env steps;
-    the last update then uses the complete episodes collected so far.
+    With ``n_envs`` envs, each env contributes the first ``ceil(n_episodes / n_envs)`` episodes that it
+    starts in a rollout, so which episodes enter a batch never depends on their length (stopping at the
+    first ``n_episodes`` to end anywhere would favour short ones). An env that is mid-episode when a rollout
+    starts, or has met its quota, keeps stepping without recording until its episode ends; those steps
+    count towards ``total_timesteps`` like every env step. ``learn(N)`` takes at most ``N + n_envs - 1``
+    env steps; a last rollout that the budget cuts short is not trained on, as its complete episodes
+    would again favour short ones.
 
-    The defaults are tuned for CartPole-v1 with the documented budget ``learn(200_000)`` (one env);
-    ``experiments/validate_reinforce.py`` checks them over seeds 0-9.
+    The defaults target ``REINFORCE("MlpPolicy", "CartPole-v1").learn(200_000)``; their evidence is in
+    ``experiments/tuning/reinforce.md``.
 
     Supported action spaces: ``spaces.Discrete`` only; the observation space must not be a ``Dict``.
 
@@ -176,8 +198,8 @@ class REINFORCE(BaseAlgorithm):
     :param env: the environment to learn from (if registered in Gym, can be str)
     :param learning_rate: Adam's step size, a float or a schedule of the remaining progress (1 -> 0);
         the default decays linearly from 3e-3 to 0 over ``learn``
-    :param n_episodes: the number of complete episodes per update (at least 2 for ``"leave_one_out"``);
-        with several envs, episodes that end on the same step may give a few more
+    :param n_episodes: the number of complete episodes per update (at least 2 for ``"leave_one_out"``),
+        rounded up to a multiple of the number of envs
     :param gamma: the discount factor of the reward-to-go
     :param baseline: what is subtracted from the return: ``"none"``; ``"mean"``, the mean reward-to-go at
         the same time step over the batch's episodes (an ended episode counts 0), itself included;
@@ -221,27 +243,17 @@ class REINFORCE(BaseAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
-        if baseline not in BASELINES:
-            raise ValueError(f"Unknown baseline {baseline!r}; valid baselines are {', '.join(BASELINES)}")
-        min_episodes = 2 if baseline == "leave_one_out" else 1
-        if (
-            isinstance(n_episodes, bool)
-            or not isinstance(n_episodes, int | np.integer)
-            or n_episodes < min_episodes
-        ):
-            raise ValueError(
-                f"n_episodes must be an integer >= {min_episodes} with baseline={baseline!r}, "
-                f"got {n_episodes!r}"
-            )
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
-        if not (np.isfinite(ent_coef) and ent_coef >= 0.0):
-            raise ValueError(f"ent_coef must be a finite number >= 0, got {ent_coef!r}")
-        require_positive("vf_coef", vf_coef)
+        check_choice(baseline, "baseline", BASELINES)
+        check_int(
+            n_episodes, f"n_episodes (with baseline={baseline!r})", 2 if baseline == "leave_one_out" else 1
+        )
+        check_unit_interval(gamma, "gamma", include_zero=True)
+        check_non_negative(ent_coef, "ent_coef")
+        check_positive(vf_coef, "vf_coef")
         if max_grad_norm is not None:
-            require_positive("max_grad_norm", max_grad_norm)
+            check_positive(max_grad_norm, "max_grad_norm")
         if not callable(learning_rate):
-            require_positive("learning_rate", learning_rate)
+            check_positive(learning_rate, "learning_rate")
 
         super().__init__(
             policy=policy,
@@ -258,7 +270,7 @@ class REINFORCE(BaseAlgorithm):
         )
         # ``load`` builds the model without an env first and checks the saved spaces itself.
         if env is not None:
-            require_discrete_action_space(self.action_space, type(self).__name__)
+            check_discrete_action_space(self.action_space, type(self).__name__)
         if env is not None and isinstance(self.observation_space, spaces.Dict):
             raise ValueError(
                 f"{type(self).__name__} does not support Dict observation spaces, "
@@ -283,7 +295,11 @@ class REINFORCE(BaseAlgorithm):
             self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs
         )
         self.policy = self.policy.to(self.device)
-        self.episode_buffer = EpisodeBuffer(self.n_envs)
+        self.episode_buffer = self._new_episode_buffer()
+
+    def _new_episode_buffer(self) -> EpisodeBuffer:
+        """An empty episode buffer for the current number of envs, each env's quota rounded up."""
+        return EpisodeBuffer(self.n_envs, quota=-(-self.n_episodes // self.n_envs))
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "episode_buffer"]
@@ -311,8 +327,8 @@ class REINFORCE(BaseAlgorithm):
 
     def collect_rollouts(self, env: VecEnv, callback: BaseCallback, episode_buffer: EpisodeBuffer) -> bool:
         """
-        Step ``env`` with the current policy until ``n_episodes`` episodes have completed in
-        ``episode_buffer`` or ``total_timesteps`` is reached.
+        Step ``env`` with the current policy until every env has completed its quota of episodes in
+        ``episode_buffer`` (the first ones it starts in this rollout) or ``total_timesteps`` is reached.
 
         The callback hooks run as in SB3's ``OnPolicyAlgorithm.collect_rollouts``, with the same local
         names (``new_obs``, ``rewards``, ``dones``, ``infos``, ``actions``).
@@ -335,7 +351,7 @@ class REINFORCE(BaseAlgorithm):
 
         callback.on_rollout_start()
 
-        while len(episode_buffer.episodes) < self.n_episodes and self.num_timesteps < self._total_timesteps:
+        while not episode_buffer.is_full and self.num_timesteps < self._total_timesteps:
             with th.no_grad():
                 obs_tensor = th.as_tensor(obs, device=self.device)
                 actions = self._sample_actions(obs_tensor).cpu().numpy()
@@ -361,7 +377,7 @@ class REINFORCE(BaseAlgorithm):
                 if dones[env_index]:
                     if recording[env_index]:
                         episode_buffer.finish(env_index)
-                    recording[env_index] = True
+                    recording[env_index] = episode_buffer.wants_episode(env_index)
 
             assert isinstance(new_obs, np.ndarray)
             self._last_obs = obs = new_obs
@@ -459,9 +475,10 @@ class REINFORCE(BaseAlgorithm):
         parameters = [p for p in self.policy.parameters() if p.requires_grad]
         estimates = []
         for _ in range(n_draws):
-            picks = th.randint(len(episodes), (len(episodes),), generator=generator).tolist()
-            loss, _ = self._actor_loss(self._make_batch([episodes[i] for i in picks]))
-            estimates.append(flat_gradient(loss, parameters))
+            # Drawn on the generator's device (a CUDA generator cannot draw on the CPU), used as Python ints.
+            picks = th.randint(len(episodes), (len(episodes),), generator=generator, device=generator.device)
+            _, info = self._actor_loss(self._make_batch([episodes[i] for i in picks.tolist()]))
+            estimates.append(flat_gradient(info["policy_loss"], parameters))
         return ActorGradientDraws(th.stack(estimates), None)
 
     def train(self) -> None:
@@ -535,6 +552,8 @@ class REINFORCE(BaseAlgorithm):
         callback.on_training_start(locals(), globals())
 
         assert self.env is not None
+        if self.episode_buffer.n_envs != self.n_envs:  # set_env() may have changed the number of envs
+            self.episode_buffer = self._new_episode_buffer()
 
         while self.num_timesteps < total_timesteps:
             continue_training = self.collect_rollouts(self.env, callback, self.episode_buffer)
@@ -548,8 +567,9 @@ class REINFORCE(BaseAlgorithm):
             if log_interval is not None and iteration % log_interval == 0:
                 self.dump_logs(iteration)
 
-            # A rollout cut short by the budget may hold too few episodes for the baseline.
-            if len(self.episode_buffer.episodes) >= (2 if self.baseline == "leave_one_out" else 1):
+            # A rollout cut short by the budget holds the episodes that happened to end before it: too
+            # many short ones, so it is not trained on.
+            if self.episode_buffer.is_full:
                 self.train()
 
         callback.on_training_end()

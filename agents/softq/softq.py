@@ -15,66 +15,51 @@ from torch import nn
 from torch.nn import functional as F
 
 from rlrelax.agents.common import (
+    SOFT_CRITIC_LEARNING_RATE,
     ActorGradientDraws,
+    check_discrete_action_space,
+    check_munchausen,
+    check_soft_critic_arguments,
+    check_target_entropy,
+    ent_coef_loss,
     flat_gradient,
+    parse_ent_coef,
     replay_observations,
-    require_discrete_action_space,
-    require_munchausen,
-    require_positive,
-    soft_value,
+    resolve_target_entropy,
+    soft_bellman_target,
 )
 from rlrelax.agents.softq.policies import MlpPolicy, SoftQPolicy
 from rlrelax.estimators import ESTIMATORS
-from rlrelax.relax import LinearSchedule, log_softmax, softmax
+from rlrelax.relax import log_softmax, softmax
 
 SelfSoftQ = TypeVar("SelfSoftQ", bound="SoftQ")
-
-#: ``target_entropy="auto"`` means this fraction of the maximum entropy log|A| (see the class docstring).
-AUTO_TARGET_ENTROPY_FRACTION = 0.3
-
-#: The default learning rate, decayed linearly to 0 over the call to ``learn``: the last updates are small,
-#: so the final greedy policy does not drift away from a solution it has found (measured on CartPole-v1).
-DEFAULT_LEARNING_RATE = LinearSchedule(2e-3, 0.0)
 
 
 class SoftQ(OffPolicyAlgorithm):
     """
     Soft Q-learning for discrete actions, with an optional Munchausen term.
 
-    Papers:
-    Haarnoja, Tang, Abbeel and Levine (2017), "Reinforcement Learning with Deep Energy-Based Policies", ICML
-    (soft Q-learning); Vieillard, Pietquin and Geist (2020), "Munchausen Reinforcement Learning", NeurIPS
-    (the Munchausen term, M-DQN); Christodoulou (2019), "Soft Actor-Critic for Discrete Action Settings" and
-    Haarnoja et al. (2018), "Soft Actor-Critic Algorithms and Applications" (learning alpha for a target
-    entropy).
+    Papers: Haarnoja, Tang, Abbeel and Levine (2017), "Reinforcement Learning with Deep Energy-Based
+    Policies", ICML (soft Q-learning); Vieillard, Pietquin and Geist (2020), "Munchausen Reinforcement
+    Learning", NeurIPS (the Munchausen term); Christodoulou (2019), "Soft Actor-Critic for Discrete Action
+    Settings" and Haarnoja et al. (2018), "Soft Actor-Critic Algorithms and Applications" (learning alpha).
 
-    With |A| discrete actions the soft value is exact, no sampling network is needed:
+    With |A| discrete actions the soft value is exact and no sampling network is needed:
     ``V(s) = alpha·log Σ_a exp(Q(s, a)/alpha)``, the policy is the Boltzmann distribution
-    ``π(a|s) = exp((Q(s, a) - V(s))/alpha)`` and the Q-network regresses on
-    ``y = r + gamma·(1 - done)·V_target(s')`` (the soft Bellman backup of Haarnoja et al. 2017), where
-    ``V_target`` uses the target network. Actions are explored by sampling π (after
-    ``learning_starts`` uniformly random steps); ``predict(deterministic=True)`` is greedy.
-
-    ``ent_coef="auto"`` learns log alpha by gradient descent on ``log alpha·(H(π(·|s)) - target_entropy)``
-    with the exact entropy of the Boltzmann policy, as discrete SAC does (Christodoulou 2019). The paper
-    default ``target_entropy = 0.98·log|A|`` asks for an almost uniform policy, so as the Q-values separate
-    alpha has to grow without bound (it diverges when |A| = 2). ``target_entropy="auto"`` here is
-    ``0.3·log|A|`` instead (``AUTO_TARGET_ENTROPY_FRACTION``), a target that a nearly greedy policy can
-    meet with a bounded alpha. Measured on CartPole-v1 (seed 0, other settings default): with the target
-    0.98·log 2, alpha rose to 29 by 10k steps and 211 by 25k while the mean Q-value grew to 4,454 (the
-    returns are at most 500); with 0.3·log 2, alpha stayed between 0.12 and 0.31 and Q below 55 (logged
-    every 5k steps).
-    The fixed default ``ent_coef=0.03`` is what solves CartPole-v1 within the budget; "auto" is not tuned.
+    ``π(a|s) = exp((Q(s, a) - V(s))/alpha)``, and the Q-network regresses (Huber loss) on the soft Bellman
+    target ``y = r + m·[alpha·ln π(a|s)]_{l0}^0 + gamma·(1 - done)·V_target(s')`` of
+    :func:`rlrelax.agents.common.soft_bellman_target`, which GumbelAC's critics share. Actions are explored by
+    sampling π (after ``learning_starts`` uniformly random steps); ``predict(deterministic=True)`` is greedy.
+    ``ent_coef="auto"`` learns log alpha towards ``target_entropy`` with the exact entropy of π.
 
     Supported action spaces: ``spaces.Discrete`` only; anything else is a ``ValueError`` naming the space.
 
-    Defaults, tuned on CartPole-v1 with N = 50,000 steps (experiments/validate_softq.py): a fixed alpha = 0.03
-    with the Munchausen term on (``munchausen_coef=0.9``, l0 = -1, the M-DQN values), Adam at 2e-3 decayed
-    linearly to 0 over ``learn``, batch 128, one gradient step every 4 environment steps, Polyak
-    ``tau=0.005`` every step and a [256, 256] Q-network. In tuning runs (one or two seeds each, so only
-    indicative) the Munchausen term with alpha = 0.03 ended seed 0 at 500 where plain soft Q with
-    alpha = 0.01 ended at 185; the [256, 256] network ended seed 2 at 500 where [64, 64] stalled at 157;
-    and with a constant learning rate a seed that had reached 500 fell back (to 294) by the end.
+    Defaults target ``SoftQ("MlpPolicy", "CartPole-v1").learn(50_000)``; each one's evidence, with the
+    commands that reproduce it, is in ``experiments/tuning/softq.md``. In short: a fixed alpha = 0.03 with
+    the Munchausen term (M-DQN's 0.9 and l0 = -1) solved seeds that plain soft Q-learning did not; a
+    [256, 256] Q-network did where [64, 64] stalled; the learning rate decays to 0 so that a solved policy
+    is not lost in the last updates; ``target_entropy="auto"`` is 0.3·log|A|, because the paper's
+    0.98·log|A| makes a learnt alpha diverge with two actions.
 
     :param policy: The policy model to use (MlpPolicy, or a ``SoftQPolicy`` subclass)
     :param env: The environment to learn from (if registered in Gym, can be str)
@@ -126,7 +111,7 @@ class SoftQ(OffPolicyAlgorithm):
         self,
         policy: str | type[SoftQPolicy],
         env: GymEnv | str,
-        learning_rate: float | Schedule = DEFAULT_LEARNING_RATE,
+        learning_rate: float | Schedule = SOFT_CRITIC_LEARNING_RATE,
         buffer_size: int = 100_000,
         learning_starts: int = 1_000,
         batch_size: int = 128,
@@ -152,17 +137,10 @@ class SoftQ(OffPolicyAlgorithm):
         _init_setup_model: bool = True,
     ) -> None:
         # Arguments that need no environment are checked before SB3 builds (and possibly wraps) it.
-        self._ent_coef_auto, self._ent_coef_init = _parse_ent_coef(ent_coef)
-        if target_entropy != "auto" and (
-            isinstance(target_entropy, str) or not math.isfinite(float(target_entropy))
-        ):
-            raise ValueError(f"target_entropy must be 'auto' or a finite number, got {target_entropy!r}")
-        require_munchausen(munchausen_coef, munchausen_clip)
-        if not 0.0 < tau <= 1.0:
-            raise ValueError(f"tau must be in (0, 1], got {tau!r}")
-        if int(target_update_interval) != target_update_interval or target_update_interval < 1:
-            raise ValueError(f"target_update_interval must be an integer >= 1, got {target_update_interval}")
-        require_positive("max_grad_norm", max_grad_norm)
+        ent_coef_auto, _ = parse_ent_coef(ent_coef)
+        check_target_entropy(target_entropy)
+        check_munchausen(munchausen_coef, munchausen_clip)
+        check_soft_critic_arguments(tau, gamma, target_update_interval, max_grad_norm)
 
         super().__init__(
             policy,
@@ -190,8 +168,8 @@ class SoftQ(OffPolicyAlgorithm):
             support_multi_env=True,
         )
         if self.env is not None:  # None only while SB3's load() rebuilds a model, with its saved spaces
-            n_actions = int(require_discrete_action_space(self.action_space, type(self).__name__).n)
-            self._target_entropy = _resolve_target_entropy(target_entropy, n_actions, self._ent_coef_auto)
+            n_actions = int(check_discrete_action_space(self.action_space, type(self).__name__).n)
+            resolve_target_entropy(target_entropy, n_actions, ent_coef_auto)
 
         self.ent_coef = ent_coef
         self.target_entropy = target_entropy
@@ -208,6 +186,10 @@ class SoftQ(OffPolicyAlgorithm):
     def _setup_model(self) -> None:
         super()._setup_model()
         self._create_aliases()
+        # Derived here, not in __init__: SB3's load() restores the arguments without calling __init__.
+        self._ent_coef_auto, initial_ent_coef = parse_ent_coef(self.ent_coef)
+        n_actions = int(self.action_space.n)  # type: ignore[attr-defined]
+        self._target_entropy = resolve_target_entropy(self.target_entropy, n_actions, self._ent_coef_auto)
         # Copy running stats, see SB3 GH issue #996
         self.batch_norm_stats = get_parameters_by_name(self.q_net, ["running_"])
         self.batch_norm_stats_target = get_parameters_by_name(self.q_net_target, ["running_"])
@@ -216,7 +198,7 @@ class SoftQ(OffPolicyAlgorithm):
         self._online_params: list[th.Tensor] = list(self.q_net.parameters())
         self._target_params: list[th.Tensor] = list(self.q_net_target.parameters())
         with th.no_grad():
-            self.log_ent_coef.fill_(math.log(self._ent_coef_init))
+            self.log_ent_coef.fill_(math.log(initial_ent_coef))
         self._ent_coef_in_policy = self.ent_coef
         self.log_ent_coef.requires_grad_(self._ent_coef_auto)
         self.ent_coef_optimizer = None
@@ -236,7 +218,7 @@ class SoftQ(OffPolicyAlgorithm):
         """
         if self._ent_coef_auto or self.ent_coef == self._ent_coef_in_policy:
             return
-        value = require_positive("ent_coef", self.ent_coef)  # type: ignore[arg-type]
+        _, value = parse_ent_coef(self.ent_coef)
         with th.no_grad():
             self.log_ent_coef.fill_(math.log(value))
         self._ent_coef_in_policy = self.ent_coef
@@ -266,31 +248,19 @@ class SoftQ(OffPolicyAlgorithm):
         losses, q_means, entropies, ent_coefs, ent_coef_losses = [], [], [], [], []
         for _ in range(gradient_steps):
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
-            discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
             ent_coef = self.policy.ent_coef
-            actions = replay_data.actions.long()
 
-            with th.no_grad():
-                rewards = replay_data.rewards
-                if self.munchausen_coef > 0.0:
-                    n_obs = replay_data.observations.shape[0]
-                    both = th.cat([replay_data.observations, replay_data.next_observations])
-                    target_q = self.q_net_target(both)
-                    target_q_obs, next_q_values = target_q[:n_obs], target_q[n_obs:]
-                    # Munchausen reward r + m·[alpha·ln π_target(a|s)]_{l0}^{0}: the M-DQN regression target
-                    # of Vieillard et al. 2020 (their τ is alpha here), using alpha·ln π = Q - V: exact, and
-                    # nothing is divided by alpha.
-                    scaled_log_pi = target_q_obs.gather(1, actions) - soft_value(target_q_obs, ent_coef)
-                    rewards = rewards + self.munchausen_coef * scaled_log_pi.clamp(self.munchausen_clip, 0.0)
-                else:
-                    next_q_values = self.q_net_target(replay_data.next_observations)
-                # Soft Bellman backup y = r + gamma·(1 - done)·V_target(s') (Haarnoja et al. 2017);
-                # M-DQN's Σ π(Q - alpha·ln π) is this same soft value, alpha·logsumexp(Q/alpha).
-                next_values = soft_value(next_q_values, ent_coef)
-                target_q_values = rewards + (1 - replay_data.dones) * discounts * next_values
+            target_q_values = soft_bellman_target(
+                replay_data,
+                self.q_net_target,
+                ent_coef=ent_coef,
+                gamma=self.gamma,
+                munchausen_coef=self.munchausen_coef,
+                munchausen_clip=self.munchausen_clip,
+            )
 
             q_values = self.q_net(replay_data.observations)
-            current_q_values = q_values.gather(1, actions)
+            current_q_values = q_values.gather(1, replay_data.actions.long())
             # Huber loss, as SB3's DQN: a TD error far from the target moves the network by a bounded step.
             loss = F.smooth_l1_loss(current_q_values, target_q_values)
 
@@ -305,13 +275,11 @@ class SoftQ(OffPolicyAlgorithm):
                 entropy = -(softmax(q_detached, tau=ent_coef) * log_pi).sum(dim=1).mean()
 
             if self.ent_coef_optimizer is not None:
-                # Temperature loss J(alpha) = E_s[alpha·(H(π(·|s)) - H̄)] (Haarnoja et al. 2018, eq. 18, with
-                # the exact discrete entropy as in Christodoulou 2019), in log alpha: alpha falls while H > H̄.
-                ent_coef_loss = self.log_ent_coef * (entropy - self._target_entropy)
+                loss_of_alpha = ent_coef_loss(self.log_ent_coef, entropy, self._target_entropy)
                 self.ent_coef_optimizer.zero_grad()
-                ent_coef_loss.backward()
+                loss_of_alpha.backward()
                 self.ent_coef_optimizer.step()
-                ent_coef_losses.append(ent_coef_loss.detach())
+                ent_coef_losses.append(loss_of_alpha.detach())
 
             losses.append(loss.detach())
             q_means.append(q_detached.mean())
@@ -391,45 +359,3 @@ class SoftQ(OffPolicyAlgorithm):
         if self.ent_coef_optimizer is not None:
             state_dicts.append("ent_coef_optimizer")
         return state_dicts, []
-
-
-def _parse_ent_coef(ent_coef: float | str) -> tuple[bool, float]:
-    """Split ``ent_coef`` into (learnt?, initial alpha), raising ``ValueError`` for anything invalid.
-
-    :param ent_coef: a float > 0, ``"auto"`` or ``"auto_<initial alpha>"``
-    :return: whether alpha is learnt, and its initial value
-    """
-    if isinstance(ent_coef, str):
-        if ent_coef == "auto":
-            return True, 1.0
-        if ent_coef.startswith("auto_"):
-            try:
-                initial = float(ent_coef[len("auto_") :])
-            except ValueError:
-                initial = float("nan")
-            if math.isfinite(initial) and initial > 0.0:
-                return True, initial
-        raise ValueError(f"ent_coef must be a number > 0, 'auto' or 'auto_<initial alpha>', got {ent_coef!r}")
-    if isinstance(ent_coef, bool):
-        raise ValueError(f"ent_coef must be a number > 0, 'auto' or 'auto_<initial alpha>', got {ent_coef!r}")
-    return False, require_positive("ent_coef", ent_coef)
-
-
-def _resolve_target_entropy(target_entropy: float | str, n_actions: int, ent_coef_auto: bool) -> float:
-    """The entropy target in nats, checked against the maximum entropy log|A|.
-
-    :param target_entropy: ``"auto"`` or a number strictly between 0 and log|A|
-    :param n_actions: |A|
-    :param ent_coef_auto: whether alpha is learnt (with a single action, "auto" has no valid target)
-    :return: the target entropy
-    """
-    max_entropy = math.log(n_actions)
-    is_auto = isinstance(target_entropy, str)
-    value = AUTO_TARGET_ENTROPY_FRACTION * max_entropy if is_auto else float(target_entropy)
-    # A target outside (0, log|A|) is unreachable: alpha would run off to 0 or to infinity.
-    if (ent_coef_auto or not is_auto) and not 0.0 < value < max_entropy:
-        raise ValueError(
-            f"target_entropy must lie strictly between 0 and log|A| = {max_entropy:.4f} (|A| = {n_actions}), "
-            f"got {target_entropy!r}"
-        )
-    return value

@@ -1,6 +1,7 @@
 """Log the variance, signal-to-noise ratio and bias of an actor's gradient estimates during training."""
 
 import time
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -9,6 +10,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
+from rlrelax._validation import check_int
 from rlrelax.agents.common import ActorGradientDraws, flat_gradient
 
 
@@ -55,41 +57,89 @@ def on_policy_gradient_draws(
     return ActorGradientDraws(torch.stack(estimates), None)
 
 
-def gradient_statistics(draws: ActorGradientDraws) -> dict[str, float]:
-    """Summarise draws of a gradient estimate.
+def _jackknife(
+    statistic: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor], draws: torch.Tensor
+) -> tuple[float, float]:
+    """A statistic of the draws and its jackknife standard error.
 
-    :param draws: at least two draws, and optionally the exact gradient
-    :return: ``variance`` (trace of the covariance of the draws, unbiased), ``snr`` (squared norm of
-        the mean over the variance), ``mean_norm``, and with an exact gradient ``bias_cosine`` (cosine
-        between mean and exact) and ``bias_relative_error`` (``|mean - exact| / |exact|``)
+    The statistic is written in the draws' sufficient sums, so that its ``n`` leave-one-out values cost one
+    pass: ``statistic(sum of the draws, sum of their squared norms, count)``.
+
+    :param statistic: maps ``(sums (..., d), squared-norm sums (...), count)`` to values ``(...)``
+    :param draws: ``(n, d)`` draws, float64
+    :return: the statistic of all draws and its standard error
+    """
+    n = draws.shape[0]
+    total, squares = draws.sum(0), draws.pow(2).sum()
+    estimate = statistic(total, squares, n)
+    left_out = statistic(total - draws, squares - draws.pow(2).sum(1), n - 1)
+    # Jackknife variance (n - 1)/n Σ_i (θ_(i) - θ_(.))² (Efron and Stein, 1981); NaN leave-one-out values
+    # (a ratio over a non-positive estimate) make the error NaN rather than silently small.
+    spread = (left_out - left_out.mean()).pow(2).sum() * (n - 1) / n
+    return float(estimate), float(spread.sqrt())
+
+
+def gradient_statistics(draws: ActorGradientDraws) -> dict[str, float]:
+    """Unbiased summaries of draws ``g_1..g_n`` of a gradient estimate, each with its standard error.
+
+    With ``m`` the mean of the draws and ``S`` their sample covariance, the naive ``|m|²`` and
+    ``|m - exact|²`` carry the sampling term ``tr(Σ)/n`` on top of the quantities they stand for; it is
+    subtracted, which gives the U-statistic ``Σ_{i≠j} g_iᵀg_j / (n(n-1))`` for ``|E g|²``. So an unbiased
+    estimator reads as ``relative_bias_sq ≈ 0`` within its error, whatever the number of draws. Standard
+    errors (``*_se``) are jackknife estimates over the draws.
+
+    ``cosine`` is NaN when the estimate of ``|E g|²`` is not positive (no mean gradient is detectable).
+
+    :param draws: at least three draws, and optionally the exact gradient
+    :return: ``variance`` (``tr(Σ)``, the summed variance of the gradient's coordinates), ``signal``
+        (``|E g|²``), ``snr`` (``signal / variance``), each with ``*_se``; with an exact gradient ``g*`` also
+        ``exact_norm`` (``|g*|``), ``relative_bias_sq`` (``|E g - g*|² / |g*|²``) and ``cosine`` (between
+        ``E g`` and ``g*``), with ``*_se``
     """
     estimates = draws.estimates.double()
-    mean = estimates.mean(0)
-    variance = float(estimates.var(0, unbiased=True).sum())
-    mean_norm = float(mean.norm())
-    stats = {
-        "variance": variance,
-        "snr": mean_norm**2 / variance if variance > 0 else float("inf"),
-        "mean_norm": mean_norm,
-    }
+    if estimates.dim() != 2 or estimates.shape[0] < 3:
+        raise ValueError(
+            f"gradient_statistics needs (n_draws >= 3, n_parameters) draws, got {tuple(estimates.shape)}"
+        )
+
+    def variance(total: torch.Tensor, squares: torch.Tensor, n: int) -> torch.Tensor:
+        return (squares - total.pow(2).sum(-1) / n) / (n - 1)
+
+    def signal(total: torch.Tensor, squares: torch.Tensor, n: int) -> torch.Tensor:
+        return (total.pow(2).sum(-1) - squares) / (n * (n - 1))
+
+    def snr(total: torch.Tensor, squares: torch.Tensor, n: int) -> torch.Tensor:
+        return signal(total, squares, n) / variance(total, squares, n)
+
+    stats: dict[str, float] = {}
+    for name, statistic in (("variance", variance), ("signal", signal), ("snr", snr)):
+        stats[name], stats[f"{name}_se"] = _jackknife(statistic, estimates)
     if draws.exact is not None:
         exact = draws.exact.double()
-        exact_norm = float(exact.norm())
-        stats["bias_cosine"] = float(torch.nn.functional.cosine_similarity(mean, exact, dim=0))
-        stats["bias_relative_error"] = (
-            float((mean - exact).norm()) / exact_norm if exact_norm > 0 else float("nan")
-        )
+        exact_sq = exact.pow(2).sum()
+
+        def relative_bias_sq(total: torch.Tensor, squares: torch.Tensor, n: int) -> torch.Tensor:
+            # |E g - g*|² = |E g|² - 2 E[g]ᵀg* + |g*|², each term estimated without bias.
+            return (signal(total, squares, n) - 2 * (total @ exact) / n + exact_sq) / exact_sq
+
+        def cosine(total: torch.Tensor, squares: torch.Tensor, n: int) -> torch.Tensor:
+            return (total @ exact) / n / (signal(total, squares, n).sqrt() * exact_sq.sqrt())
+
+        stats["exact_norm"] = float(exact_sq.sqrt())
+        for name, statistic in (("relative_bias_sq", relative_bias_sq), ("cosine", cosine)):
+            stats[name], stats[f"{name}_se"] = _jackknife(statistic, estimates)
     return stats
 
 
 class GradientStatsCallback(BaseCallback):
     """Every ``every_n_steps`` env steps, draw the actor's gradient estimate ``n_draws`` times and log it.
 
-    Logged under ``gradient_stats/``: ``variance`` (trace of the covariance of the draws), ``snr`` (the
-    signal-to-noise ratio ``|mean|^2 / variance``), ``mean_norm``, and where the exact gradient of the
-    same objective is available (``GumbelAC``, the Boltzmann policy of ``SoftQ``) ``bias_cosine`` and
-    ``bias_relative_error``; also ``seconds`` (this measurement) and ``total_seconds`` (all of them), so
-    the cost can be budgeted.
+    Logged under ``gradient_stats/``, each with its standard error ``*_se`` (see :func:`gradient_statistics`,
+    whose estimates carry no Monte Carlo bias from the finite number of draws): ``variance`` (``tr Cov``),
+    ``signal`` (``|E g|²``), ``snr`` (their ratio), and where the exact gradient ``g*`` of the same objective
+    is available (``GumbelAC``, the Boltzmann policy of ``SoftQ``) ``exact_norm``, ``relative_bias_sq``
+    (``|E g - g*|² / |g*|²``) and ``cosine`` (between ``E g`` and ``g*``); also ``seconds`` (this
+    measurement) and ``total_seconds`` (all of them), so the cost can be budgeted.
 
     What is drawn: for rlrelax agents, their :meth:`actor_gradient_draws` on a fixed batch of their own
     training data; for SB3's PPO and A2C, the score-function gradient of the policy loss on minibatches of
@@ -99,7 +149,7 @@ class GradientStatsCallback(BaseCallback):
     state or the parameters' ``.grad``: a run with this callback trains exactly like one without it.
 
     :param every_n_steps: env steps between two measurements
-    :param n_draws: draws of the estimate per measurement (at least 2, for a variance)
+    :param n_draws: draws of the estimate per measurement (at least 3, for the standard errors)
     :param batch_size: size of the fixed batch (of observations, or of rollout minibatches)
     :param seed: seed of the private generator
     :param verbose: SB3's verbosity level
@@ -109,13 +159,10 @@ class GradientStatsCallback(BaseCallback):
         self, every_n_steps: int, n_draws: int = 32, batch_size: int = 256, seed: int = 0, verbose: int = 0
     ) -> None:
         super().__init__(verbose)
-        for name, value, least in (
-            ("every_n_steps", every_n_steps, 1),
-            ("n_draws", n_draws, 2),
-            ("batch_size", batch_size, 1),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+        check_int(every_n_steps, "every_n_steps", minimum=1)
+        check_int(n_draws, "n_draws", minimum=3)
+        check_int(batch_size, "batch_size", minimum=1)
+        check_int(seed, "seed", minimum=0)
         self.every_n_steps = every_n_steps
         self.n_draws = n_draws
         self.batch_size = batch_size
@@ -131,6 +178,7 @@ class GradientStatsCallback(BaseCallback):
                 "GradientStatsCallback measures rlrelax agents and SB3's PPO and A2C, "
                 f"not {type(self.model).__name__}"
             )
+        # On the model's device, where the estimators draw their samples; index draws name their device.
         self._generator = torch.Generator(device=self.model.device).manual_seed(self.seed)
         self._next_measurement = self.num_timesteps + self.every_n_steps
 

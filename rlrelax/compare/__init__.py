@@ -8,13 +8,16 @@ The pipeline, usable from Python as from the ``rlrelax`` command::
     result = run_experiment(spec, out="runs", workers=2)
     write_report(result.experiment_dir)               # also done at the end of run_experiment
 
-Heavy modules (SB3, torch, matplotlib, Ray) are imported only where needed.
+Importing this package loads no heavy module: SB3 and torch are imported where a spec is checked or a run
+is executed, matplotlib where a report draws its plots, Ray where its backend starts.
 """
 
+from rlrelax.compare.envs import make_env
 from rlrelax.compare.registry import ALGORITHMS, accepted_kwargs, resolve_algorithm
-from rlrelax.compare.report import AgentSummary, summarize, write_report
+from rlrelax.compare.report import write_report
 from rlrelax.compare.runner import CompareResult, default_workers, run_experiment
 from rlrelax.compare.spec import (
+    DEFAULT_EVALUATION_EVERY,
     AgentSpec,
     Evaluation,
     RunSpec,
@@ -32,16 +35,28 @@ from rlrelax.compare.stats import (
     probability_of_improvement,
     steps_to_threshold,
 )
-from rlrelax.compare.store import FinishedRun, env_folder, env_id_from_folder, finished_runs
-from rlrelax.compare.worker import execute_run
+from rlrelax.compare.store import (
+    ExperimentLockedError,
+    FinishedRun,
+    RunResult,
+    env_folder,
+    env_id_from_folder,
+    finished_runs,
+)
+from rlrelax.compare.summary import AgentSummary, summarize
+from rlrelax.compare.worker import RunOutcome, execute_run
 
 __all__ = [
     "ALGORITHMS",
+    "DEFAULT_EVALUATION_EVERY",
     "AgentSpec",
     "AgentSummary",
     "CompareResult",
     "Evaluation",
+    "ExperimentLockedError",
     "FinishedRun",
+    "RunOutcome",
+    "RunResult",
     "RunSpec",
     "Spec",
     "SpecError",
@@ -56,6 +71,7 @@ __all__ = [
     "iqm",
     "iqm_curve",
     "load_spec",
+    "make_env",
     "median_steps",
     "probability_of_improvement",
     "resolve_algorithm",

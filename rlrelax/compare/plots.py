@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from matplotlib.figure import Figure
 
-if TYPE_CHECKING:
-    from rlrelax.compare.report import AgentSummary
+from rlrelax.compare.summary import AgentSummary
 
 __all__ = ["plot_final_returns", "plot_learning_curves"]
 
@@ -40,7 +38,8 @@ def plot_learning_curves(summaries: Sequence[AgentSummary], path: Path) -> None:
             middle, low, high = s.curve
             (line,) = ax.plot(s.timesteps, middle, label=f"{s.label} ({len(s.runs)} runs)")
             ax.fill_between(s.timesteps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.axhline(rows[0].threshold, color="black", linestyle="--", linewidth=0.8, label="threshold")
+        if rows[0].threshold is not None:
+            ax.axhline(rows[0].threshold, color="black", linestyle="--", linewidth=0.8, label="threshold")
         ax.set(title=env_id, xlabel="env steps", ylabel="evaluation return (IQM, 95% CI)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
@@ -64,7 +63,8 @@ def plot_final_returns(summaries: Sequence[AgentSummary], path: Path) -> None:
             ax.errorbar(
                 [middle], [y], xerr=[[middle - low], [high - middle]], fmt="o", capsize=4, color=f"C{y % 10}"
             )
-        ax.axvline(rows[0].threshold, color="black", linestyle="--", linewidth=0.8)
+        if rows[0].threshold is not None:
+            ax.axvline(rows[0].threshold, color="black", linestyle="--", linewidth=0.8)
         ax.set_yticks(range(len(rows)), [s.label for s in rows])
         ax.set_ylim(-0.6, len(rows) - 0.4)
         ax.invert_yaxis()

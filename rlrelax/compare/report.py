@@ -10,23 +10,16 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rlrelax.compare.stats import (
-    Interval,
-    bootstrap_interval,
-    iqm_curve,
-    median_steps,
-    probability_of_improvement,
-    steps_to_threshold,
-)
-from rlrelax.compare.store import ERROR_FILE, RESULT_FILE, FinishedRun, env_id_from_folder, finished_runs
+from rlrelax.compare.stats import Interval, median_steps, probability_of_improvement
+from rlrelax.compare.store import ERROR_FILE, RESULT_FILE, env_id_from_folder
+from rlrelax.compare.summary import AgentSummary, summarize
 
-__all__ = ["AgentSummary", "summarize", "write_report"]
+__all__ = ["write_report"]
 
 REPORT_FILE = "report.md"
 SUMMARY_FILE = "summary.csv"
@@ -35,86 +28,10 @@ CURVES_FILE = "learning_curves.png"
 FINAL_FILE = "final_returns.png"
 
 
-@dataclass(frozen=True)
-class AgentSummary:
-    """The statistics of one agent on one env, over its finished runs (seeds).
-
-    :param env_id: the env id
-    :param label: the agent label
-    :param algorithm: the algorithm as the spec named it
-    :param runs: the finished runs, sorted by seed
-    :param threshold: the success threshold
-    :param final_returns: each run's final evaluation return (mean over its episodes), by seed
-    :param final_iqm: IQM of the final returns with its 95% stratified-bootstrap interval
-    :param first_reach: per run, the env steps at which an evaluation first reached the threshold
-    :param stay: per run, the env steps from which every evaluation stayed at or above the threshold
-    :param timesteps: the evaluation steps shared by all runs (the learning curve's x)
-    :param curve: IQM of the evaluation return over runs at ``timesteps``, with the 95% band
-    """
-
-    env_id: str
-    label: str
-    algorithm: str
-    runs: tuple[FinishedRun, ...]
-    threshold: float
-    final_returns: np.ndarray
-    final_iqm: Interval
-    first_reach: tuple[int | None, ...]
-    stay: tuple[int | None, ...]
-    timesteps: np.ndarray
-    curve: tuple[np.ndarray, np.ndarray, np.ndarray]
-
-    @property
-    def solved(self) -> float:
-        """The fraction of runs whose final evaluation reached the threshold."""
-        return float(np.mean(self.final_returns >= self.threshold))
-
-    @property
-    def wall_times(self) -> np.ndarray:
-        """Each run's training wall time in seconds (evaluations included)."""
-        return np.array([run.result["wall_time_s"] for run in self.runs], dtype=np.float64)
-
-
-def _summarize_agent(runs: list[FinishedRun], reps: int, seed: int) -> AgentSummary:
-    first = runs[0]
-    threshold = float(first.config["run"]["evaluation"]["threshold"])
-    means = [run.returns.mean(axis=1) for run in runs]
-    finals = np.array([m[-1] for m in means])
-    reach = [steps_to_threshold(run.timesteps, m, threshold) for run, m in zip(runs, means, strict=True)]
-    # Runs of one agent share the evaluation schedule; should one differ (a callback stopped it early), the
-    # curve keeps the evaluations every run has rather than mixing different runs at different steps.
-    shared = sorted(set.intersection(*(set(run.timesteps.tolist()) for run in runs)))
-    table = np.array([m[np.searchsorted(run.timesteps, shared)] for run, m in zip(runs, means, strict=True)])
-    return AgentSummary(
-        env_id=first.env_id,
-        label=first.label,
-        algorithm=str(first.config["run"]["algorithm"]),
-        runs=tuple(runs),
-        threshold=threshold,
-        final_returns=finals,
-        final_iqm=bootstrap_interval(finals, reps=reps, seed=seed),
-        first_reach=tuple(r[0] for r in reach),
-        stay=tuple(r[1] for r in reach),
-        timesteps=np.array(shared, dtype=np.int64),
-        curve=iqm_curve(table, seed=seed) if shared else (np.empty(0), np.empty(0), np.empty(0)),
-    )
-
-
-def summarize(experiment_dir: str | Path, *, reps: int = 10_000, seed: int = 0) -> list[AgentSummary]:
-    """Return the statistics of every (env, agent) with finished runs in an experiment folder.
-
-    :param experiment_dir: ``<out>/<experiment>``
-    :param reps: bootstrap replications for the confidence intervals
-    :param seed: the bootstrap seed
-    :return: one summary per env and agent, sorted by env id and label
-    """
-    groups: dict[tuple[str, str], list[FinishedRun]] = {}
-    for run in finished_runs(Path(experiment_dir)):
-        groups.setdefault((run.env_id, run.label), []).append(run)
-    return [_summarize_agent(runs, reps, seed) for _, runs in sorted(groups.items())]
-
-
-def _num(value: float, digits: int = 1) -> str:
+def _num(value: float | None, digits: int = 1) -> str:
+    """A number for a CSV cell; an empty cell for what needs a threshold the env does not have."""
+    if value is None:
+        return ""
     return "inf" if math.isinf(value) else f"{value:.{digits}f}"
 
 
@@ -169,10 +86,16 @@ def _summary_csv(summaries: list[AgentSummary]) -> str:
                 _num(float(s.final_returns.mean()), 3),
                 _num(float(s.final_returns.std()), 3),
                 _num(s.solved, 3),
-                _num(median_steps(s.first_reach), 0),
-                sum(v is not None for v in s.first_reach),
-                _num(median_steps(s.stay), 0),
-                sum(v is not None for v in s.stay),
+                *(
+                    ["", "", "", ""]
+                    if s.threshold is None
+                    else [
+                        _num(median_steps(s.first_reach), 0),
+                        sum(v is not None for v in s.first_reach),
+                        _num(median_steps(s.stay), 0),
+                        sum(v is not None for v in s.stay),
+                    ]
+                ),
                 *(_num(float(f(s.wall_times)), 1) for f in (np.mean, np.min, np.max)),
             ]
         )
@@ -203,10 +126,10 @@ def _runs_csv(summaries: list[AgentSummary]) -> str:
                     run.seed,
                     _num(float(final), 3),
                     int(run.timesteps[-1]),
-                    int(final >= s.threshold),
+                    "" if s.threshold is None else int(final >= s.threshold),
                     "" if first is None else first,
                     "" if stay is None else stay,
-                    _num(float(run.result["wall_time_s"]), 1),
+                    _num(run.result.wall_time_s, 1),
                     run.path,
                 ]
             )
@@ -238,28 +161,35 @@ def _markdown(
         f"of a stratified bootstrap over seeds ({reps} replications, seed {seed}), as in rliable (Agarwal et",
         "al., 2021). *Solved*: the final return reaches the threshold. Steps to reach / to stay: median over",
         "seeds of the env steps at which an evaluation first reached the threshold, and from which every",
-        "later evaluation stayed at or above it (`never` when at least half the seeds did not).",
+        "later evaluation stayed at or above it (`never` when at least half the seeds did not). An env",
+        "without a threshold shows `—` for these.",
         "",
     ]
     for env_id in sorted({s.env_id for s in summaries}):
         rows = [s for s in summaries if s.env_id == env_id]
-        lines += [f"## {env_id} (success threshold {rows[0].threshold:g})", ""]
+        threshold = rows[0].threshold
+        title = "no success threshold" if threshold is None else f"success threshold {threshold:g}"
+        lines += [f"## {env_id} ({title})", ""]
         lines += [
             "| agent | algorithm | runs | env steps | IQM final return [95% CI] | mean ± std | solved "
             "| steps to reach (runs) | steps to stay (runs) | wall time per run, s (min-max) |",
             "| --- | --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: |",
         ]
         for s in rows:
-            reached = sum(v is not None for v in s.first_reach)
-            stayed = sum(v is not None for v in s.stay)
             wall = s.wall_times
             budget = s.runs[0].config["run"]["total_timesteps"]
+            if s.solved is None:
+                solved = reach = stay = "—"
+            else:
+                solved = f"{s.solved:.0%}"
+                reached = sum(v is not None for v in s.first_reach)
+                stayed = sum(v is not None for v in s.stay)
+                reach = f"{_steps(median_steps(s.first_reach))} ({reached}/{len(s.runs)})"
+                stay = f"{_steps(median_steps(s.stay))} ({stayed}/{len(s.runs)})"
             lines.append(
                 f"| {s.label} | {s.algorithm} | {len(s.runs)} | {budget:,} "
                 f"| {_interval(s.final_iqm)} | {s.final_returns.mean():.1f} ± {s.final_returns.std():.1f} "
-                f"| {s.solved:.0%} | {_steps(median_steps(s.first_reach))} ({reached}/{len(s.runs)}) "
-                f"| {_steps(median_steps(s.stay))} ({stayed}/{len(s.runs)}) "
-                f"| {wall.mean():.1f} ({wall.min():.1f}-{wall.max():.1f}) |"
+                f"| {solved} | {reach} | {stay} | {wall.mean():.1f} ({wall.min():.1f}-{wall.max():.1f}) |"
             )
         if len(rows) > 1:
             lines += [

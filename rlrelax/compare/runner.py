@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import sys
@@ -22,7 +23,7 @@ from rlrelax.compare.store import (
     reset_run_dir,
     run_status,
 )
-from rlrelax.compare.worker import execute_run, execute_run_in_memory, git_commit, init_worker
+from rlrelax.compare.worker import RunOutcome, execute_run, execute_run_in_memory, git_commit, init_worker
 
 __all__ = ["CompareResult", "default_workers", "run_experiment"]
 
@@ -37,14 +38,14 @@ class CompareResult:
     :param total: the number of runs in the spec
     :param skipped: runs already finished in the store, kept as they were
     :param finished: outcomes of the runs finished by this call
-    :param failed: outcomes of the runs that failed in this call (each with ``folder`` and ``error``)
+    :param failed: outcomes of the runs that failed in this call
     """
 
     experiment_dir: Path
     total: int
     skipped: int
-    finished: list[dict[str, Any]] = field(default_factory=list)
-    failed: list[dict[str, Any]] = field(default_factory=list)
+    finished: list[RunOutcome] = field(default_factory=list)
+    failed: list[RunOutcome] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -101,28 +102,35 @@ class _Progress:
             self._bar.close()
 
 
-def _describe(run: RunSpec, outcome: dict[str, Any]) -> str:
+def _describe(run: RunSpec, outcome: RunOutcome) -> str:
     name = f"{run.env_id} {run.agent.label} seed={run.seed}"
-    if outcome["status"] != "finished":
-        return f"FAILED {name}: {outcome['error']} (traceback in {outcome['folder']}/{ERROR_FILE})"
-    verdict = "solved" if outcome["solved"] else "not solved"
+    result = outcome.result
+    if result is None:
+        return f"FAILED {name}: {outcome.error} (traceback in {outcome.folder}/{ERROR_FILE})"
+    verdict = (
+        ""
+        if result.threshold is None
+        else (f" ({'solved' if result.solved else 'not solved'}, threshold {result.threshold:g})")
+    )
     return (
-        f"done   {name}: final return {outcome['final_return']:.1f} ({verdict}, threshold "
-        f"{outcome['threshold']:g}) after {outcome['final_timestep']} steps, {outcome['wall_time_s']:.1f}s"
+        f"done   {name}: final return {result.final_return:.1f}{verdict} after {result.final_timestep} "
+        f"steps, {result.wall_time_s:.1f}s"
     )
 
 
-def _failure(run: RunSpec, out: Path, message: str) -> dict[str, Any]:
+def _failure(run: RunSpec, out: Path, message: str) -> RunOutcome:
     """Record a run whose worker died without reporting (its process was killed, or Ray lost it)."""
     folder = run.folder(out)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / ERROR_FILE).write_text(message + "\n")
-    return {"status": "failed", "folder": str(folder), "error": message}
+    return RunOutcome(str(folder), error=message)
 
 
-def _run_local(
-    pending: list[RunSpec], out: Path, workers: int, commit: str | None, done: Callable[[RunSpec, dict], None]
-) -> None:
+#: Called with each run and its outcome as it ends.
+Done = Callable[[RunSpec, RunOutcome], None]
+
+
+def _run_local(pending: list[RunSpec], out: Path, workers: int, commit: str | None, done: Done) -> None:
     # spawn: a forked child would inherit the parent's torch threads and locks; each worker imports afresh.
     context = multiprocessing.get_context("spawn")
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker)
@@ -191,7 +199,7 @@ def _run_ray(
     workers: int,
     address: str | None,
     commit: str | None,
-    done: Callable[[RunSpec, dict], None],
+    done: Done,
 ) -> None:
     with _ray_session(address, workers) as ray:
         # One CPU per run, as the local backend; the results travel back, so the cluster needs no shared disk.
@@ -208,7 +216,7 @@ def _run_ray(
                     outcome = _failure(run, out, f"the Ray task failed: {type(error).__name__}: {error}")
                 else:
                     _write_files(folder, files)
-                    outcome["folder"] = str(folder)
+                    outcome = dataclasses.replace(outcome, folder=str(folder))
                 done(run, outcome)
         except BaseException:
             for ref in refs:
@@ -262,8 +270,8 @@ def run_experiment(
         if result.skipped:
             bar.line(f"{result.skipped} of {len(runs)} runs already finished in {experiment_dir}: kept")
 
-        def done(run: RunSpec, outcome: dict[str, Any]) -> None:
-            (result.finished if outcome["status"] == "finished" else result.failed).append(outcome)
+        def done(run: RunSpec, outcome: RunOutcome) -> None:
+            (result.finished if outcome.finished else result.failed).append(outcome)
             bar.advance(_describe(run, outcome))
 
         try:

@@ -6,6 +6,7 @@ the key and the reason. See :func:`load_spec` for the format.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import re
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlrelax._validation import check_int
+from rlrelax.compare.envs import make_env
 from rlrelax.compare.hyperparams import check_value, resolve_kwargs
 from rlrelax.compare.registry import RESERVED_KWARGS, accepted_kwargs, import_object, resolve_algorithm
 from rlrelax.compare.store import run_dir, run_status
@@ -27,7 +30,6 @@ __all__ = [
     "SpecError",
     "check_store",
     "load_spec",
-    "make_env",
     "spec_from_dict",
 ]
 
@@ -35,6 +37,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _TOP_KEYS = {"name", "envs", "seeds", "evaluation", "logging", "agents"}
 _EVAL_KEYS = {"every", "episodes", "seed_offset", "threshold"}
 _AGENT_KEYS = {"label", "algorithm", "total_timesteps", "n_envs", "policy", "kwargs"}
+
+#: Env steps between evaluations when a spec does not say: SB3's ``EvalCallback`` default ``eval_freq``.
+DEFAULT_EVALUATION_EVERY = 10_000
 
 
 class SpecError(ValueError):
@@ -56,11 +61,13 @@ class SpecError(ValueError):
 class Evaluation:
     """The evaluation protocol shared by every run of a spec.
 
-    :param every: evaluate every this many env steps (summed over a run's parallel envs)
+    :param every: evaluate every this many env steps (summed over a run's parallel envs); by default
+        :data:`DEFAULT_EVALUATION_EVERY`
     :param episodes: deterministic episodes per evaluation
     :param seed_offset: the evaluation env of the run with seed ``s`` is seeded with ``s + seed_offset``; the
         episodes run in up to 16 copies side by side, copy ``i`` seeded with ``s + seed_offset + i``
-    :param thresholds: the success threshold of each env id (``None`` only for single runs without one)
+    :param thresholds: the success threshold of each env id (``None`` for an env without one: the report then
+        leaves out what needs it)
     """
 
     every: int
@@ -165,6 +172,18 @@ class Spec:
     tensorboard: bool = False
     source: str = "<dict>"
 
+    def first_seeds(self, count: int) -> Spec:
+        """The same spec with only its first ``count`` seeds: a reduced run whose runs are the full one's.
+
+        :param count: how many seeds to keep, from 1 to ``len(seeds)``
+        :return: the reduced spec
+        """
+        if check_int(count, "count", minimum=1) > len(self.seeds):
+            raise SpecError(
+                self.source, "seeds", f"has {len(self.seeds)} seeds, fewer than the {count} asked for"
+            )
+        return dataclasses.replace(self, seeds=self.seeds[:count])
+
     def runs(self) -> list[RunSpec]:
         """Return the grid of runs, env by env, agent by agent (in spec order), seed by seed.
 
@@ -220,24 +239,8 @@ def _seeds(value: object, source: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def make_env(env_id: str) -> Any:
-    """Make a Gymnasium env by id, with the ``rlrelax/`` ids registered and no ``render_mode``.
-
-    Runs build their vectorised envs from this function rather than from the id: SB3's ``make_vec_env``
-    given an id asks for ``render_mode="rgb_array"``, which envs without rendering may refuse.
-
-    :param env_id: the env id
-    :return: the env
-    """
-    import gymnasium as gym
-
-    import rlrelax.envs  # noqa: F401  (registers the rlrelax/ ids)
-
-    return gym.make(env_id)
-
-
 def _check_envs(
-    envs: object, threshold: object, source: str, required: bool
+    envs: object, threshold: object, source: str
 ) -> tuple[tuple[str, ...], dict[str, float | None], dict[str, Any]]:
     import gymnasium as gym
 
@@ -266,15 +269,9 @@ def _check_envs(
         value = threshold.get(env_id) if isinstance(threshold, dict) else threshold
         if value is None:
             value = registered
-        if value is None and not required:
+        if value is None:  # no registered reward_threshold and none given: the report does without
             thresholds[env_id] = None
             continue
-        if value is None:
-            raise SpecError(
-                source,
-                "evaluation.threshold",
-                f"env {env_id!r} has no registered reward_threshold: give the success threshold here",
-            )
         if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
             raise SpecError(
                 source, f"evaluation.threshold.{env_id}", f"must be a finite number, got {value!r}"
@@ -364,9 +361,7 @@ def _check_construction(agent: AgentSpec, index: int, env_id: str, action_space:
         env.close()
 
 
-def spec_from_dict(
-    data: Mapping[str, Any], source: str = "<dict>", *, require_threshold: bool = True
-) -> Spec:
+def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Spec:
     """Check a spec given as a dict (the parsed TOML) and return it.
 
     Besides the format, this makes every env once (to read its action space and ``reward_threshold``) and
@@ -375,8 +370,6 @@ def spec_from_dict(
 
     :param data: the spec
     :param source: where it came from, for messages
-    :param require_threshold: refuse an env with neither a registered ``reward_threshold`` nor a
-        ``threshold`` in the spec; ``False`` lets it through with no threshold (for ``rlrelax train``)
     :return: the checked spec
     :raises SpecError: naming the source, the key and the reason
     """
@@ -391,7 +384,7 @@ def spec_from_dict(
     if not isinstance(evaluation, dict):
         raise SpecError(source, "evaluation", f"must be a table, got {evaluation!r}")
     _unknown_keys(evaluation, _EVAL_KEYS, "evaluation.", source)
-    every = _positive_int(evaluation, "every", "evaluation.", source)
+    every = _positive_int(evaluation, "every", "evaluation.", source, default=DEFAULT_EVALUATION_EVERY)
     episodes = _positive_int(evaluation, "episodes", "evaluation.", source, default=10)
     seed_offset = evaluation.get("seed_offset", 1000)
     if not _is_int(seed_offset) or seed_offset < 0:
@@ -422,9 +415,7 @@ def spec_from_dict(
                 f"duplicate label {agent.label!r} (also agents[{labels[agent.label]}])",
             )
         labels[agent.label] = index
-    envs, thresholds, action_spaces = _check_envs(
-        data.get("envs"), evaluation.get("threshold"), source, require_threshold
-    )
+    envs, thresholds, action_spaces = _check_envs(data.get("envs"), evaluation.get("threshold"), source)
     for env_id in envs:
         for index, agent in enumerate(agents):
             _check_construction(agent, index, env_id, action_spaces[env_id], source)
@@ -451,10 +442,10 @@ def load_spec(path: str | Path) -> Spec:
         seeds = 10                        # seeds 0..9, or a list such as [0, 1, 2]
 
         [evaluation]
-        every = 5000                      # env steps between evaluations
+        every = 5000                      # env steps between evaluations (default 10000, as EvalCallback)
         episodes = 10                     # deterministic episodes per evaluation (default 10)
         seed_offset = 1000                # the eval env of seed s is seeded with s + 1000 (default)
-        threshold = 475.0                 # success threshold (default: each env's reward_threshold)
+        threshold = 475.0                 # success threshold (default: each env's reward_threshold, if any)
 
         [logging]
         tensorboard = false               # also write TensorBoard events (default false)

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -32,7 +32,9 @@ __all__ = [
     "MODEL_FILE",
     "PROGRESS_FILE",
     "RESULT_FILE",
+    "ExperimentLockedError",
     "FinishedRun",
+    "RunResult",
     "env_folder",
     "env_id_from_folder",
     "experiment_lock",
@@ -155,6 +157,49 @@ def reset_run_dir(folder: Path) -> None:
 
 
 @dataclass(frozen=True)
+class RunResult:
+    """The content of a finished run's ``result.json``.
+
+    :param final_return: the final model's mean evaluation return
+    :param final_timestep: the env steps at the final evaluation
+    :param n_evaluations: the number of evaluations, the final one included
+    :param threshold: the success threshold, or ``None`` for an env without one
+    :param solved: whether ``final_return`` reached the threshold (``None`` without a threshold)
+    :param wall_time_s: the wall time of ``learn``, periodic evaluations included
+    :param attempt: the id of the attempt that wrote the result
+    :param finished_at: when, in ISO 8601 (UTC, seconds)
+    """
+
+    final_return: float
+    final_timestep: int
+    n_evaluations: int
+    threshold: float | None
+    solved: bool | None
+    wall_time_s: float
+    attempt: str
+    finished_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        """:return: the dict written to ``result.json``"""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: Path) -> RunResult:
+        """Read a result back from its ``result.json`` content.
+
+        :param data: the parsed JSON object
+        :param source: the file, for messages
+        :return: the result
+        :raises ValueError: naming the file and the missing keys
+        """
+        names = [field.name for field in fields(cls)]
+        missing = [name for name in names if name not in data]
+        if missing:
+            raise ValueError(f"{source} lacks the key(s) {missing} of a run result")
+        return cls(**{name: data[name] for name in names})
+
+
+@dataclass(frozen=True)
 class FinishedRun:
     """One finished run as the report reads it.
 
@@ -162,7 +207,7 @@ class FinishedRun:
     :param label: the agent label
     :param seed: the run seed
     :param config: the whole ``config.json``
-    :param result: the whole ``result.json``
+    :param result: its ``result.json``
     :param timesteps: the env steps of each evaluation, shape ``(n_evals,)``
     :param returns: the episode returns of each evaluation, shape ``(n_evals, n_episodes)``
     """
@@ -171,7 +216,7 @@ class FinishedRun:
     label: str
     seed: int
     config: dict[str, Any]
-    result: dict[str, Any]
+    result: RunResult
     timesteps: np.ndarray
     returns: np.ndarray
 
@@ -204,12 +249,16 @@ def finished_runs(experiment_dir: Path) -> list[FinishedRun]:
                 label=folder.parent.name,
                 seed=int(seed_text),
                 config=read_json(folder / CONFIG_FILE),
-                result=read_json(marker),
+                result=RunResult.from_json(read_json(marker), marker),
                 timesteps=timesteps,
                 returns=returns.reshape(len(timesteps), -1),
             )
         )
     return sorted(runs, key=lambda run: (run.env_id, run.label, run.seed))
+
+
+class ExperimentLockedError(RuntimeError):
+    """Another process holds an experiment folder's lock."""
 
 
 @contextmanager
@@ -219,14 +268,17 @@ def experiment_lock(experiment_dir: Path) -> Iterator[None]:
     The lock is an ``flock``: the operating system releases it when the process dies, even by ``kill -9``.
 
     :param experiment_dir: ``<out>/<experiment>``
-    :raises RuntimeError: if another process holds it
+    :raises ExperimentLockedError: if another process holds it
     """
     experiment_dir.mkdir(parents=True, exist_ok=True)
     with open(experiment_dir / LOCK_FILE, "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(f"another rlrelax process is running the runs in {experiment_dir}") from None
+            raise ExperimentLockedError(
+                f"another rlrelax process is running the runs in {experiment_dir}: wait for it to end, or "
+                "stop it (its finished runs are kept) and run this command again"
+            ) from None
         try:
             yield
         finally:

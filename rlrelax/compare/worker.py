@@ -8,6 +8,7 @@ import tempfile
 import time
 import traceback
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
@@ -15,18 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from stable_baselines3.common.callbacks import EvalCallback
 
 from rlrelax.compare.store import (
     CONFIG_FILE,
     ERROR_FILE,
     MODEL_FILE,
     RESULT_FILE,
+    RunResult,
     reset_run_dir,
     write_json_atomic,
 )
 
-__all__ = ["FinalEvalCallback", "execute_run", "execute_run_in_memory", "git_commit", "init_worker"]
+__all__ = ["RunOutcome", "execute_run", "execute_run_in_memory", "git_commit", "init_worker"]
 
 _PACKAGES = ("rlrelax", "stable-baselines3", "torch", "gymnasium", "numpy")
 
@@ -35,24 +36,23 @@ _PACKAGES = ("rlrelax", "stable-baselines3", "torch", "gymnasium", "numpy")
 MAX_EVAL_ENVS = 16
 
 
-class FinalEvalCallback(EvalCallback):
-    """SB3's ``EvalCallback`` that also evaluates the final model when training ends.
+@dataclass(frozen=True)
+class RunOutcome:
+    """What executing one run gave: its result, or the error that stopped it.
 
-    ``EvalCallback`` evaluates every ``eval_freq`` calls, during rollout collection, so the model that
-    training ends with is usually never evaluated. The extra evaluation goes through ``EvalCallback``'s own
-    code, so ``evaluations.npz`` keeps its format, with one more row at the final ``num_timesteps``.
+    :param folder: the run folder
+    :param result: the finished run's result (``None`` when it failed)
+    :param error: what went wrong (``None`` when it finished); the traceback is in the folder's ``error.txt``
     """
 
-    def _on_training_end(self) -> None:
-        self.num_timesteps = self.model.num_timesteps
-        if self.evaluations_timesteps and self.evaluations_timesteps[-1] == self.num_timesteps:
-            return
-        every = self.eval_freq
-        self.eval_freq = 1  # makes the `n_calls % eval_freq == 0` test of `_on_step` true once
-        try:
-            self._on_step()
-        finally:
-            self.eval_freq = every
+    folder: str
+    result: RunResult | None = None
+    error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run finished (its ``result.json`` is written)."""
+        return self.result is not None
 
 
 def init_worker() -> None:
@@ -112,13 +112,15 @@ def _environment(commit: str | None) -> dict[str, Any]:
     }
 
 
-def _train(run: dict[str, Any], folder: Path) -> dict[str, Any]:
+def _train(run: dict[str, Any], folder: Path) -> RunResult:
+    # Imported here, in the worker: the comparison's driver and `rlrelax report` never need SB3 or torch.
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.logger import configure
 
+    from rlrelax.callbacks import FinalEvalCallback
+    from rlrelax.compare.envs import make_env
     from rlrelax.compare.hyperparams import resolve_kwargs
     from rlrelax.compare.registry import import_object
-    from rlrelax.compare.spec import make_env
 
     cls = import_object(run["algorithm_path"])
     evaluation = run["evaluation"]
@@ -146,17 +148,20 @@ def _train(run: dict[str, Any], folder: Path) -> dict[str, Any]:
         env.close()
         eval_env.close()
     final_return = float(np.mean(callback.evaluations_results[-1]))
-    return {
-        "final_return": final_return,
-        "final_timestep": int(callback.evaluations_timesteps[-1]),
-        "n_evaluations": len(callback.evaluations_timesteps),
-        "threshold": evaluation["threshold"],
-        "solved": bool(evaluation["threshold"] is not None and final_return >= evaluation["threshold"]),
-        "wall_time_s": wall_time,
-    }
+    threshold = evaluation["threshold"]
+    return RunResult(
+        final_return=final_return,
+        final_timestep=int(callback.evaluations_timesteps[-1]),
+        n_evaluations=len(callback.evaluations_timesteps),
+        threshold=threshold,
+        solved=None if threshold is None else final_return >= threshold,
+        wall_time_s=wall_time,
+        attempt=uuid.uuid4().hex,
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
 
 
-def execute_run(run: dict[str, Any], folder: str | Path, commit: str | None = None) -> dict[str, Any]:
+def execute_run(run: dict[str, Any], folder: str | Path, commit: str | None = None) -> RunOutcome:
     """Execute one run into ``folder``, wiping what an earlier attempt left there.
 
     Writes ``config.json`` first and ``result.json`` last (atomically); a failure writes its traceback to
@@ -165,7 +170,7 @@ def execute_run(run: dict[str, Any], folder: str | Path, commit: str | None = No
     :param run: the run's resolved config (:meth:`RunSpec.to_config`)
     :param folder: the run folder
     :param commit: the git commit to record (:func:`git_commit`, computed once by the caller)
-    :return: the outcome: ``status`` (``"finished"`` or ``"failed"``), ``folder``, and the result or ``error``
+    :return: the outcome: the result, or the error
     """
     path = Path(folder)
     reset_run_dir(path)
@@ -174,16 +179,14 @@ def execute_run(run: dict[str, Any], folder: str | Path, commit: str | None = No
         result = _train(run, path)
     except Exception as error:
         (path / ERROR_FILE).write_text(traceback.format_exc())
-        return {"status": "failed", "folder": str(path), "error": f"{type(error).__name__}: {error}"}
-    result["attempt"] = uuid.uuid4().hex
-    result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    write_json_atomic(path / RESULT_FILE, result)
-    return {"status": "finished", "folder": str(path), **result}
+        return RunOutcome(str(path), error=f"{type(error).__name__}: {error}")
+    write_json_atomic(path / RESULT_FILE, result.to_json())
+    return RunOutcome(str(path), result=result)
 
 
 def execute_run_in_memory(
     run: dict[str, Any], commit: str | None = None
-) -> tuple[dict[str, Any], dict[str, bytes]]:
+) -> tuple[RunOutcome, dict[str, bytes]]:
     """Execute one run in a temporary folder and return its files, for workers sharing no disk with the store.
 
     :param run: the run's resolved config

@@ -1,61 +1,25 @@
 """Argument checks and sampling shared by the estimators; every check runs before any random draw."""
 
-import math
 from collections.abc import Callable, Mapping
-from numbers import Real
 
 import torch
 from torch import Tensor
 
 from rlrelax.relax import gumbel_noise
-
-
-def check_positive_int(value: object, name: str, minimum: int = 1) -> None:
-    """Raise unless ``value`` is an ``int`` (not a ``bool``) of at least ``minimum``.
-
-    :param value: the value to check
-    :param name: its name in the error message
-    :param minimum: the smallest allowed value
-    """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
-
-
-def check_tau(tau: object) -> None:
-    """Raise unless the temperature ``tau`` is a finite number above zero.
-
-    :param tau: the temperature to check
-    """
-    if isinstance(tau, bool) or not isinstance(tau, Real):
-        raise TypeError(f"tau must be a real number, got {tau!r} of type {type(tau).__name__}")
-    if not (math.isfinite(float(tau)) and float(tau) > 0):
-        raise ValueError(f"tau must be a finite number above 0, got {tau!r}")
-
-
-def check_generator(generator: object) -> None:
-    """Raise unless ``generator`` is ``None`` or a ``torch.Generator``.
-
-    :param generator: the generator to check
-    """
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+from rlrelax.relax._validation import check_float_tensor
 
 
 def check_logits(logits: object) -> None:
-    """Raise unless ``logits`` is a floating tensor of shape ``(*batch, K)``.
+    """Raise unless ``logits`` is a floating tensor of shape ``(*batch, K)`` with ``K >= 1``.
 
     Its values (NaN, rows that are all ``-inf``) are checked by :mod:`rlrelax.relax`, which every
     estimator calls on the logits before drawing anything.
 
     :param logits: the logits to check
     """
-    if not isinstance(logits, Tensor):
-        raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
-    if not logits.is_floating_point():
-        raise TypeError(f"logits must have a floating dtype, got {logits.dtype}")
-    if logits.dim() == 0 or logits.shape[-1] == 0:
+    check_float_tensor(logits, "logits", min_dim=1)
+    assert isinstance(logits, Tensor)
+    if logits.shape[-1] == 0:
         raise ValueError(f"logits must have shape (*batch, K) with K >= 1, got {tuple(logits.shape)}")
 
 

@@ -5,14 +5,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from rlrelax.estimators._checks import (
-    check_generator,
-    check_logits,
-    check_positive_int,
-    evaluate,
-    reject_unknown_options,
-)
+from rlrelax._validation import check_int
+from rlrelax.estimators._checks import check_logits, evaluate, reject_unknown_options
 from rlrelax.relax import softmax
+from rlrelax.relax._validation import check_generator
 
 
 def exact_estimator(
@@ -36,7 +32,7 @@ def exact_estimator(
     :return: a scalar: the expectation of ``f`` summed over the batch
     """
     reject_unknown_options("exact", options, ())
-    check_positive_int(n_samples, "n_samples")
+    check_int(n_samples, "n_samples", minimum=1)
     check_generator(generator)
     check_logits(logits)
     probs = softmax(logits)

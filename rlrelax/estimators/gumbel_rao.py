@@ -5,16 +5,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from rlrelax.estimators._checks import (
-    check_generator,
-    check_logits,
-    check_positive_int,
-    check_tau,
-    evaluate,
-    reject_unknown_options,
-    sample_actions,
-)
+from rlrelax._validation import check_int
+from rlrelax.estimators._checks import check_logits, evaluate, reject_unknown_options, sample_actions
 from rlrelax.relax import gumbel_noise, log_softmax, softmax, straight_through
+from rlrelax.relax._validation import check_generator, check_tau, compute_dtype
 
 
 def _check_one_hot(actions_one_hot: Tensor, logits: Tensor) -> None:
@@ -60,10 +54,10 @@ def conditional_gumbel(
     :param generator: source of randomness (``None``: the global RNG)
     :return: detached noise ``(n_samples, *batch, K)`` in the dtype of ``logits``
     """
-    check_positive_int(n_samples, "n_samples")
+    check_int(n_samples, "n_samples", minimum=1)
     check_generator(generator)
     check_logits(logits)
-    work_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    work_dtype = compute_dtype(logits.dtype)
     log_p = log_softmax(logits.to(work_dtype))
     _check_one_hot(actions_one_hot, logits)
     noise = gumbel_noise(
@@ -102,7 +96,7 @@ def gumbel_rao_straight_through(
     :return: ``(*batch, K)``, equal to ``actions_one_hot``, with the Gumbel-Rao gradient
     """
     check_tau(tau)
-    check_positive_int(n_rao_samples, "n_rao_samples")
+    check_int(n_rao_samples, "n_rao_samples", minimum=1)
     noise = conditional_gumbel(logits, actions_one_hot, n_samples=n_rao_samples, generator=generator)
     soft = softmax(logits + noise, tau).mean(dim=0)
     return straight_through(actions_one_hot, soft)
@@ -134,10 +128,10 @@ def gumbel_rao_estimator(
     :return: a scalar surrogate: the sample mean of ``f`` summed over the batch
     """
     reject_unknown_options("gumbel_rao", options, ("tau", "n_rao_samples"))
-    check_positive_int(n_samples, "n_samples")
+    check_int(n_samples, "n_samples", minimum=1)
     check_generator(generator)
     check_tau(tau)
-    check_positive_int(n_rao_samples, "n_rao_samples")
+    check_int(n_rao_samples, "n_rao_samples", minimum=1)
     check_logits(logits)
     actions = sample_actions(log_softmax(logits), n_samples, generator)
     one_hot = torch.nn.functional.one_hot(actions, logits.shape[-1]).to(logits.dtype)

@@ -5,15 +5,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from rlrelax.estimators._checks import (
-    check_generator,
-    check_logits,
-    check_positive_int,
-    check_tau,
-    evaluate,
-    reject_unknown_options,
-)
+from rlrelax._validation import check_int
+from rlrelax.estimators._checks import check_logits, evaluate, reject_unknown_options
 from rlrelax.relax import gumbel_softmax
+from rlrelax.relax._validation import check_generator, check_tau
 
 
 def _gumbel_softmax_pathwise(
@@ -52,7 +47,7 @@ def gumbel_softmax_estimator(
     :return: a scalar surrogate: the mean over samples of ``f`` at the relaxed samples, summed over the batch
     """
     reject_unknown_options("gumbel_softmax", options, ("tau",))
-    check_positive_int(n_samples, "n_samples")
+    check_int(n_samples, "n_samples", minimum=1)
     check_generator(generator)
     check_tau(tau)
     check_logits(logits)
@@ -83,7 +78,7 @@ def straight_through_estimator(
     :return: a scalar surrogate: the sample mean of ``f`` summed over the batch
     """
     reject_unknown_options("straight_through", options, ("tau",))
-    check_positive_int(n_samples, "n_samples")
+    check_int(n_samples, "n_samples", minimum=1)
     check_generator(generator)
     check_tau(tau)
     check_logits(logits)

@@ -5,15 +5,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from rlrelax.estimators._checks import (
-    check_generator,
-    check_logits,
-    check_positive_int,
-    evaluate,
-    reject_unknown_options,
-    sample_actions,
-)
+from rlrelax._validation import check_choice, check_int
+from rlrelax.estimators._checks import check_logits, evaluate, reject_unknown_options, sample_actions
 from rlrelax.relax import log_softmax
+from rlrelax.relax._validation import check_generator
 
 BASELINES = ("none", "mean", "leave_one_out")
 
@@ -73,15 +68,16 @@ def score_function_estimator(
     *,
     n_samples: int,
     generator: torch.Generator | None = None,
-    baseline: str = "none",
+    baseline: str | Tensor = "none",
     **options: object,
 ) -> Tensor:
     """Score-function (REINFORCE) estimate of ``∇ E_{a ~ softmax(logits)}[f(a)]``.
 
     Williams (1992), "Simple Statistical Gradient-Following Algorithms for Connectionist Reinforcement
     Learning"; the leave-one-out baseline is from Kool, van Hoof and Welling (2019), "Buy 4 REINFORCE
-    Samples, Get a Baseline for Free!". Unbiased with ``baseline="none"`` or ``"leave_one_out"``; the
-    ``"mean"`` baseline includes each sample in its own baseline, which scales the expected gradient by
+    Samples, Get a Baseline for Free!". Unbiased with ``baseline="none"``, ``"leave_one_out"`` or a tensor
+    that does not depend on the samples (a control variate such as a critic's state value); the ``"mean"``
+    baseline includes each sample in its own baseline, which scales the expected gradient by
     ``(n_samples - 1) / n_samples``.
 
     :param logits: ``(*batch, K)``
@@ -89,25 +85,39 @@ def score_function_estimator(
     :param n_samples: samples per batch element (at least 2 for the ``"mean"`` and
         ``"leave_one_out"`` baselines)
     :param generator: source of randomness (``None``: the global RNG)
-    :param baseline: ``"none"``, ``"mean"`` or ``"leave_one_out"``
+    :param baseline: ``"none"``, ``"mean"``, ``"leave_one_out"``, or a tensor of baselines that broadcasts to
+        the batch shape ``(*batch)`` (no gradient flows through it)
     :return: a scalar surrogate: its value is the Monte Carlo estimate of ``E[f]`` summed over the batch,
         its gradient the score-function estimate (plus the gradient into parameters of ``f``)
     """
     reject_unknown_options("score_function", options, ("baseline",))
-    check_positive_int(n_samples, "n_samples")
+    check_int(n_samples, "n_samples", minimum=1)
     check_generator(generator)
-    if baseline not in BASELINES:
-        raise ValueError(f"baseline must be one of {list(BASELINES)}, got {baseline!r}")
-    if baseline != "none" and n_samples < 2:
-        # With one sample the baseline equals the value itself and the estimate is exactly zero.
-        raise ValueError(f"baseline={baseline!r} needs n_samples >= 2, got n_samples={n_samples}")
     check_logits(logits)
+    if isinstance(baseline, Tensor):
+        batch_shape = logits.shape[:-1]
+        try:
+            fits = torch.broadcast_shapes(baseline.shape, batch_shape) == batch_shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"a baseline tensor must broadcast to the batch shape {tuple(logits.shape[:-1])}, "
+                f"got shape {tuple(baseline.shape)}"
+            )
+    else:
+        check_choice(baseline, "baseline", BASELINES)
+        if baseline != "none" and n_samples < 2:
+            # With one sample the baseline equals the value itself and the estimate is exactly zero.
+            raise ValueError(f"baseline={baseline!r} needs n_samples >= 2, got n_samples={n_samples}")
     log_p = log_softmax(logits)
     actions = sample_actions(log_p, n_samples, generator)
     values = evaluate(f, torch.nn.functional.one_hot(actions, logits.shape[-1]).to(logits.dtype))
     # gather, not a product with the one-hot: 0 * log p is NaN where an action is masked with -inf.
     log_probs = log_p.expand(n_samples, *log_p.shape).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-    if baseline == "mean":
+    if isinstance(baseline, Tensor):
+        advantages = values - baseline
+    elif baseline == "mean":
         advantages = values - mean_baseline(values)
     elif baseline == "leave_one_out":
         advantages = values - leave_one_out_baseline(values)

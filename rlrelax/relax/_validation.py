@@ -1,56 +1,50 @@
-"""Argument checks shared by the relaxations.
+"""Checks of tensors, temperatures and random generators, shared by the relaxations and the estimators.
 
-They run on every call (an agent calls a relaxation every step), so each check that has to look at tensor
-data does so with a single reduction and a single host synchronisation; the slow search for *which* value
-is bad only runs once a check has already failed, to build the error message.
+They run on every call of a relaxation (an agent calls one every step), so each check that has to look at
+tensor data does so with a single reduction and a single host synchronisation; the slow search for *which*
+value is bad only runs once a check has already failed, to build the error message. The checks of plain
+values are in ``rlrelax._validation``, under the same convention (``TypeError`` for a wrong type,
+``ValueError`` for a wrong value, each naming the argument and the value).
 """
 
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 import torch
+
+from rlrelax._validation import check_positive
 
 Temperature = float | torch.Tensor
 
 
-def check_tau(tau: Temperature, name: str = "tau") -> float:
+def check_generator(generator: object, name: str = "generator") -> None:
+    """Check that ``generator`` is ``None`` or a ``torch.Generator``.
+
+    :param generator: the value to check
+    :param name: the argument name used in the error message
+    """
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}")
+
+
+def check_tau(tau: object, name: str = "tau") -> float:
     """Check a temperature and return its value as a Python float.
 
-    :param tau: a finite positive number, or a one-element floating tensor (gradients flow through it)
+    :param tau: a finite number > 0, or a one-element floating tensor holding one (gradients flow through it)
     :param name: the argument name used in the error message
     :return: the temperature as a float
     """
     if isinstance(tau, torch.Tensor):
-        if tau.numel() != 1 or not tau.is_floating_point():
-            raise ValueError(
-                f"{name} must be a positive number or a one-element floating tensor, "
-                f"got a {tau.dtype} tensor of shape {tuple(tau.shape)}"
-            )
+        if not tau.is_floating_point():
+            raise TypeError(f"{name} must be a number or a floating tensor, got a {tau.dtype} tensor")
+        if tau.numel() != 1:
+            raise ValueError(f"{name} must be a one-element tensor, got shape {tuple(tau.shape)}")
         value = float(tau.detach())
-    elif isinstance(tau, Real) and not isinstance(tau, bool):
-        value = float(tau)
-    else:
-        raise TypeError(f"{name} must be a positive number, got {tau!r} of type {type(tau).__name__}")
-    if not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"{name} must be a finite temperature > 0, got {value!r}")
-    return value
-
-
-def check_finite_number(value: float, name: str) -> float:
-    """Check that ``value`` is a finite real number (not a bool) and return it as a float.
-
-    :param value: the number to check
-    :param name: the argument name used in the error message
-    :return: ``value`` as a float
-    """
-    if not isinstance(value, Real) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}")
-    result = float(value)
-    if not math.isfinite(result):
-        raise ValueError(f"{name} must be finite, got {result!r}")
-    return result
+        if not (math.isfinite(value) and value > 0.0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        return value
+    return check_positive(tau, name)
 
 
 def check_float_tensor(x: object, name: str, min_dim: int = 0) -> torch.Tensor:

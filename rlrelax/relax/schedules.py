@@ -10,18 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from numbers import Real
+
+from rlrelax._validation import check_finite_number, check_unit_interval
 
 __all__ = ["ConstantSchedule", "CosineSchedule", "ExponentialSchedule", "LinearSchedule", "as_schedule"]
-
-
-def _number(value: object, name: str) -> float:
-    if not isinstance(value, Real) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}")
-    result = float(value)
-    if not math.isfinite(result):
-        raise ValueError(f"{name} must be finite, got {result!r}")
-    return result
 
 
 def _elapsed(progress_remaining: float, end_fraction: float) -> float:
@@ -46,7 +38,7 @@ class ConstantSchedule:
     value: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "value", _number(self.value, "value"))
+        object.__setattr__(self, "value", check_finite_number(self.value, "value"))
 
     def __call__(self, progress_remaining: float) -> float:
         """Return the value.
@@ -64,10 +56,10 @@ class _Interpolation:
     end_fraction: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("start", "end", "end_fraction"):
-            object.__setattr__(self, name, _number(getattr(self, name), name))
-        if not 0.0 < self.end_fraction <= 1.0:
-            raise ValueError(f"end_fraction must be in (0, 1], got {self.end_fraction!r}")
+        for name in ("start", "end"):
+            object.__setattr__(self, name, check_finite_number(getattr(self, name), name))
+        fraction = check_unit_interval(self.end_fraction, "end_fraction", include_zero=False)
+        object.__setattr__(self, "end_fraction", fraction)
 
     def _interpolate(self, elapsed: float) -> float:
         raise NotImplementedError
@@ -135,4 +127,4 @@ def as_schedule(value: float | Callable[[float], float]) -> Callable[[float], fl
     """
     if callable(value):
         return value
-    return ConstantSchedule(_number(value, "value"))
+    return ConstantSchedule(check_finite_number(value, "value"))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from rlrelax._validation import check_finite_number
 from rlrelax.relax._straight import _straight_through
 from rlrelax.relax._validation import (
     Temperature,
-    check_finite_number,
     check_float_tensor,
     check_no_nan,
     check_tau,

@@ -28,6 +28,10 @@ def make(seed: int = 0, **kwargs: Any) -> GumbelAC:
     return GumbelAC("MlpPolicy", ENV_ID, seed=seed, **{**FAST, **kwargs})
 
 
+def actor_loss(model: GumbelAC, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    return model._actor_loss(obs, model._current_ent_coef(), model._current_temperature())
+
+
 def observations(n: int = 16) -> torch.Tensor:
     generator = torch.Generator().manual_seed(0)
     return 0.1 * torch.randn(n, 4, generator=generator)
@@ -54,7 +58,7 @@ def test_policy_kwargs_of_the_caller_are_left_alone() -> None:
     assert (first.policy.critic_input, second.policy.critic_input) == ("concat", "mixture")
 
 
-@pytest.mark.parametrize("ent_coef", [0.05, 0.0, "auto", "auto_0.1"])
+@pytest.mark.parametrize("ent_coef", [0.05, "auto", "auto_0.1"])
 def test_ent_coef_fixed_or_learned(ent_coef: float | str) -> None:
     model = make(ent_coef=ent_coef)
     start = float(model._current_ent_coef())
@@ -81,13 +85,12 @@ def test_temperature_schedule_is_followed_and_logged() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"estimator": "gumbel"}, r"'gumbel'.*gumbel_softmax.*straight_through.*gumbel_rao.*expected"),
-        ({"estimator": "exact"}, "'exact'"),
+        ({"estimator": "gumbel"}, r"estimator must be one of .*gumbel_softmax.*exact.*got 'gumbel'"),
         ({"temperature": 0.0}, "temperature"),
         ({"temperature": -1.0}, "temperature"),
         ({"temperature": float("nan")}, "temperature"),
         ({"temperature": LinearSchedule(1.0, 0.0)}, "temperature"),
-        ({"temperature": "hot"}, "temperature"),
+        ({"ent_coef": 0.0}, "ent_coef must be a finite number > 0, got 0.0"),
         ({"critic_input": "sum"}, "critic_input"),
         ({"next_value": "max"}, "next_value"),
         ({"ent_coef": -0.1}, "ent_coef"),
@@ -95,7 +98,10 @@ def test_temperature_schedule_is_followed_and_logged() -> None:
         ({"ent_coef": "learned"}, "ent_coef"),
         ({"target_entropy": "high"}, "target_entropy"),
         ({"n_samples": 0}, "n_samples"),
-        ({"n_rao_samples": 1.5}, "n_rao_samples"),
+        ({"n_rao_samples": 0}, "n_rao_samples"),
+        ({"tau": 0.0}, r"tau must be in \(0, 1\], got 0.0"),
+        ({"target_update_interval": 0}, "target_update_interval must be an int >= 1, got 0"),
+        ({"target_entropy": 5.0}, r"target_entropy must lie strictly between 0 and log\|A\|"),
         ({"munchausen_coef": -0.5}, "munchausen_coef"),
         ({"munchausen_coef": float("inf")}, "munchausen_coef"),
         ({"munchausen_clip": 0.0}, "munchausen_clip"),
@@ -110,9 +116,29 @@ def test_bad_arguments_are_refused_by_name(kwargs: dict[str, Any], match: str) -
         GumbelAC("MlpPolicy", ENV_ID, **kwargs)
 
 
-def test_continuous_action_space_is_refused_with_its_name() -> None:
-    with pytest.raises(ValueError, match="Box"):
-        GumbelAC("MlpPolicy", "Pendulum-v1")
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"temperature": "hot"}, "temperature must be a float > 0 or a schedule, got 'hot'"),
+        ({"n_rao_samples": 1.5}, "n_rao_samples must be an int, got 1.5"),
+        ({"n_samples": True}, "n_samples must be an int, got True"),
+        ({"estimator": 3}, "estimator must be one of"),
+        ({"ent_coef": [0.1]}, r"ent_coef must be .*got \[0.1\] of type list"),
+        ({"tau": "0.1"}, "tau must be a real number, got '0.1'"),
+    ],
+)
+def test_arguments_of_the_wrong_type_are_type_errors(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(TypeError, match=match):
+        GumbelAC("MlpPolicy", ENV_ID, **kwargs)
+
+
+def test_expected_is_an_alias_of_the_exact_estimator(tmp_path: Path) -> None:
+    model = make(estimator="expected")
+    assert model.estimator == "exact"
+    # A model saved by rlrelax 0.1 holds the old name; loading it must give the same estimator.
+    model.estimator = "expected"
+    model.save(tmp_path / "old")
+    assert GumbelAC.load(tmp_path / "old").estimator == "exact"
 
 
 def test_temperature_schedule_is_checked_whenever_it_is_evaluated() -> None:
@@ -127,8 +153,8 @@ class BadMiddle:
         return 1.0 if progress_remaining in (0.0, 1.0) or progress_remaining > 0.9 else -1.0
 
 
-def test_expected_estimator_gives_the_exact_soft_actor_gradient() -> None:
-    model = make(estimator="expected", ent_coef=0.3, logit_penalty=0.0)
+def test_exact_estimator_gives_the_exact_soft_actor_gradient() -> None:
+    model = make(estimator="exact", ent_coef=0.3, logit_penalty=0.0)
     obs = observations()
     logits = model.actor(obs)
     q = model.critic(obs).min(dim=0).values.detach()
@@ -141,7 +167,7 @@ def test_expected_estimator_gives_the_exact_soft_actor_gradient() -> None:
     expected = -exact_gradient(logits.detach(), soft_value) / obs.shape[0]
     logits_leaf = logits.detach().requires_grad_(True)
     model.actor.forward = lambda _obs: logits_leaf  # type: ignore[method-assign]
-    loss, _ = model._actor_loss(obs)
+    loss, _ = actor_loss(model, obs)
     (grad,) = torch.autograd.grad(loss, logits_leaf)
     torch.testing.assert_close(grad, expected)
 
@@ -150,8 +176,8 @@ def test_logit_penalty_adds_the_squared_centred_logits_to_the_actor_loss() -> No
     obs = observations()
     losses = []
     for penalty in (0.0, 0.25):
-        model = make(estimator="expected", logit_penalty=penalty)
-        losses.append(model._actor_loss(obs)[0])
+        model = make(estimator="exact", logit_penalty=penalty)
+        losses.append(actor_loss(model, obs)[0])
     logits = model.actor(obs)
     centred = logits - logits.mean(dim=-1, keepdim=True)
     torch.testing.assert_close(losses[1] - losses[0], 0.25 * centred.pow(2).sum(dim=-1).mean())
@@ -164,10 +190,10 @@ def test_logit_penalty_moves_a_saturated_actor_that_the_entropy_bonus_cannot() -
     saturated = torch.tensor([[20.0, -20.0]]).expand(obs.shape[0], -1).clone()
     gradients = []
     for penalty in (0.0, 0.01):
-        model = make(estimator="expected", logit_penalty=penalty)
+        model = make(estimator="exact", logit_penalty=penalty)
         logits_leaf = saturated.clone().requires_grad_(True)
         model.actor.forward = lambda _obs, leaf=logits_leaf: leaf  # type: ignore[method-assign]
-        (grad,) = torch.autograd.grad(model._actor_loss(obs)[0], logits_leaf)
+        (grad,) = torch.autograd.grad(actor_loss(model, obs)[0], logits_leaf)
         gradients.append(grad)
     assert gradients[0].abs().max() < 1e-12
     # d/dl_0 of 0.01·Σ_k (l_k - mean l)² / batch = 0.01·2·20 / batch, towards a smaller gap.
@@ -205,7 +231,7 @@ def test_critic_target_is_the_soft_bellman_target_plus_the_munchausen_reward(
     next_v = (next_log_probs.exp() * (next_q - alpha * next_log_probs)).sum(dim=1, keepdim=True)
     bonus = munchausen_coef * torch.clamp(alpha * log_pi, min=munchausen_clip, max=0.0)
     expected = rewards + bonus + model.gamma * (1 - dones) * next_v
-    actual = model._critic_target(samples, torch.tensor(alpha))
+    actual = model._critic_target(samples, alpha)
     torch.testing.assert_close(actual, expected)
     if munchausen_clip == -0.05:  # the bound must bite for this case to test it
         assert (alpha * log_pi < munchausen_clip).any()
@@ -214,7 +240,7 @@ def test_critic_target_is_the_soft_bellman_target_plus_the_munchausen_reward(
 def test_actor_loss_leaves_the_critic_without_gradient() -> None:
     for critic_input in ("mixture", "concat"):
         model = make(estimator="gumbel_softmax", critic_input=critic_input)
-        loss, _ = model._actor_loss(observations())
+        loss, _ = actor_loss(model, observations())
         loss.backward()
         assert all(p.grad is None for p in model.critic.parameters())
         assert all(p.requires_grad for p in model.critic.parameters())
@@ -222,9 +248,8 @@ def test_actor_loss_leaves_the_critic_without_gradient() -> None:
 
 
 def _actor_gradient(model: GumbelAC, generator: torch.Generator) -> list[torch.Tensor]:
-    model.actor.zero_grad()
-    loss, _ = model._actor_loss(observations(), generator=generator)
-    return list(torch.autograd.grad(loss, list(model.actor.parameters())))
+    value = model._actor_value(observations(), generator, model._current_temperature(), model.estimator)
+    return list(torch.autograd.grad(value.surrogate, list(model.actor.parameters())))
 
 
 def test_mixture_critic_makes_gumbel_softmax_and_straight_through_coincide() -> None:
@@ -385,3 +410,21 @@ def test_gumbel_rao_defaults_solve_cartpole() -> None:
     seed = 0
     model = GumbelAC("MlpPolicy", ENV_ID, seed=seed, estimator="gumbel_rao").learn(50_000)
     assert _final_evaluation(model, seed) >= 475
+
+
+def test_target_critics_move_on_every_target_update_interval_th_gradient_step() -> None:
+    # One gradient step per train() call: the interval must be counted over the run, not within the call.
+    model = make(target_update_interval=4, train_freq=1, gradient_steps=1)
+    moved: list[bool] = []
+    train = model.train
+
+    def train_and_watch(gradient_steps: int, batch_size: int = 64) -> None:
+        before = [p.detach().clone() for p in model.critic_target.parameters()]
+        train(gradient_steps, batch_size)
+        after = list(model.critic_target.parameters())
+        moved.append(any(not torch.equal(a, b) for a, b in zip(before, after, strict=True)))
+
+    model.train = train_and_watch  # type: ignore[method-assign]
+    model.learn(FAST["learning_starts"] + 20)
+    assert len(moved) >= 16
+    assert moved == [(step + 1) % 4 == 0 for step in range(len(moved))]

@@ -52,6 +52,26 @@ class CountdownEnv(gym.Env[np.ndarray, np.int64]):
         return np.array([self._t], dtype=np.float32), 1.0, self._t >= self.length, False, {}
 
 
+class CoinLengthEnv(gym.Env[np.ndarray, np.int64]):
+    """Episodes last 2 or 20 steps with probability 1/2 each, whatever the actions."""
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(0.0, 100.0, shape=(1,), dtype=np.float32)
+        self.action_space = spaces.Discrete(2)
+        self._t = self._length = 0
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._t, self._length = 0, 2 if self.np_random.random() < 0.5 else 20
+        return np.array([0.0], dtype=np.float32), {}
+
+    def step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self._t += 1
+        return np.array([self._t], dtype=np.float32), 1.0, self._t >= self._length, False, {}
+
+
 def make_countdown_vec_env(lengths: list[int]) -> DummyVecEnv:
     return DummyVecEnv([lambda length=length: Monitor(CountdownEnv(length)) for length in lengths])
 
@@ -83,10 +103,12 @@ def test_learn_stops_at_the_budget() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"baseline": "critic"}, "'critic'.*none, mean, value, leave_one_out"),
+        (
+            {"baseline": "critic"},
+            r"baseline must be one of \['none', 'mean', 'value', 'leave_one_out'\], got 'critic'",
+        ),
         ({"baseline": "leave_one_out", "n_episodes": 1}, "n_episodes"),
         ({"n_episodes": 0}, "n_episodes"),
-        ({"n_episodes": 2.5}, "n_episodes"),
         ({"gamma": 1.5}, "gamma"),
         ({"ent_coef": -0.1}, "ent_coef"),
         ({"ent_coef": float("nan")}, "ent_coef"),
@@ -97,6 +119,19 @@ def test_learn_stops_at_the_budget() -> None:
 )
 def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
+        REINFORCE("MlpPolicy", "CartPole-v1", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_episodes": 2.5}, "n_episodes .* must be an int, got 2.5"),
+        ({"baseline": None}, "baseline must be one of"),
+        ({"gamma": "0.9"}, "gamma must be a real number"),
+    ],
+)
+def test_arguments_of_the_wrong_type(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(TypeError, match=message):
         REINFORCE("MlpPolicy", "CartPole-v1", **kwargs)
 
 
@@ -154,6 +189,28 @@ def test_value_baseline_uses_the_value_head() -> None:
     assert model.policy.value_net.weight.grad is not None
 
 
+@pytest.mark.parametrize("n_envs", [1, 4, 8])
+def test_batches_hold_short_and_long_episodes_in_their_true_proportion(n_envs: int) -> None:
+    # Before each env had a quota, a rollout stopped at the first n_episodes to end anywhere: with 4 envs
+    # 73% of the trained-on episodes were the short ones, with 8 envs about 92%.
+    env = DummyVecEnv([CoinLengthEnv for _ in range(n_envs)])
+    env.seed(0)
+    model = REINFORCE("MlpPolicy", env, n_episodes=8, seed=0, policy_kwargs=SMALL["policy_kwargs"])
+    lengths: list[int] = []
+    train = model.train
+
+    def record_then_train() -> None:
+        lengths.extend(len(episode.actions) for episode in model.episode_buffer.episodes)
+        train()
+
+    model.train = record_then_train  # type: ignore[method-assign]
+    model.learn(40_000)
+    share = np.mean(np.asarray(lengths) == 2)
+    # 4 standard errors of a fair coin's share: a failure rate of about 6e-5 for a correct rollout.
+    assert len(lengths) > 800
+    assert abs(share - 0.5) < 4 * np.sqrt(0.25 / len(lengths)), (share, len(lengths))
+
+
 def test_only_complete_fresh_episodes_are_trained_on() -> None:
     # Envs with episodes of 3, 5 and 7 steps: the batch fills while the longer ones are mid-episode.
     env = make_countdown_vec_env([3, 5, 7])
@@ -163,8 +220,8 @@ def test_only_complete_fresh_episodes_are_trained_on() -> None:
         _, callback = model._setup_learn(60, None, reset_num_timesteps=False)
         assert model.env is not None
         assert model.collect_rollouts(model.env, callback, model.episode_buffer)
-        # Episodes ending on the step that fills the batch all count.
-        assert 4 <= len(model.episode_buffer.episodes) <= 4 + 2
+        # n_episodes=4 over 3 envs: each env contributes its first 2 episodes, long or short.
+        assert sorted(len(episode.actions) for episode in model.episode_buffer.episodes) == [3, 3, 5, 5, 7, 7]
         for episode in model.episode_buffer.episodes:
             length = len(episode.actions)
             assert length in (3, 5, 7)

@@ -10,10 +10,9 @@ import torch as th
 from stable_baselines3.common.logger import configure
 from torch.nn import functional as F
 
-from rlrelax.agents.common import soft_value
+from rlrelax.agents.common import AUTO_TARGET_ENTROPY_FRACTION, soft_value
 from rlrelax.agents.softq import SoftQ
 from rlrelax.agents.softq.policies import boltzmann_sample
-from rlrelax.agents.softq.softq import AUTO_TARGET_ENTROPY_FRACTION
 
 # Small and quick: learning starts early and every step trains, so a few hundred steps exercise train().
 FAST = {"learning_starts": 64, "batch_size": 32, "train_freq": 1, "policy_kwargs": {"net_arch": [16]}}
@@ -60,7 +59,6 @@ def test_vec_env_with_several_envs() -> None:
         ({"ent_coef": -0.1}, "ent_coef"),
         ({"ent_coef": float("nan")}, "ent_coef"),
         ({"ent_coef": float("inf")}, "ent_coef"),
-        ({"ent_coef": True}, "ent_coef"),
         ({"ent_coef": "automatic"}, "automatic"),
         ({"ent_coef": "auto_-1"}, "auto_-1"),
         ({"ent_coef": "auto_x"}, "auto_x"),
@@ -76,12 +74,24 @@ def test_vec_env_with_several_envs() -> None:
         ({"tau": 0.0}, "tau"),
         ({"tau": 1.5}, "tau"),
         ({"target_update_interval": 0}, "target_update_interval"),
-        ({"target_update_interval": 2.5}, "target_update_interval"),
         ({"max_grad_norm": 0.0}, "max_grad_norm"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
+        SoftQ("MlpPolicy", "CartPole-v1", **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"ent_coef": True}, "ent_coef must be .*got True of type bool"),
+        ({"target_update_interval": 2.5}, "target_update_interval must be an int, got 2.5"),
+        ({"munchausen_clip": "-1"}, "munchausen_clip must be a real number"),
+    ],
+)
+def test_arguments_of_the_wrong_type(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(TypeError, match=message):
         SoftQ("MlpPolicy", "CartPole-v1", **kwargs)  # type: ignore[arg-type]
 
 

@@ -15,6 +15,7 @@ from stable_baselines3.common.logger import configure
 from rlrelax.agents import REINFORCE, GumbelAC, SoftQ
 from rlrelax.agents.common import ActorGradientDraws
 from rlrelax.callbacks import GradientStatsCallback, gradient_statistics
+from rlrelax.estimators import ESTIMATORS, exact_gradient
 
 SETTINGS: dict[str, tuple[type[BaseAlgorithm], dict[str, Any]]] = {
     "REINFORCE": (REINFORCE, {"n_episodes": 2}),
@@ -46,15 +47,19 @@ def test_logged_keys_next_to_eval_callback(name: str, tmp_path: Path) -> None:
 
     assert len(stats.history) >= 2
     header = (tmp_path / "progress.csv").read_text().splitlines()[0].split(",")
-    expected = {"variance", "snr", "mean_norm", "seconds", "total_seconds"}
+    estimated = {"variance", "signal", "snr"}
     if name in WITH_EXACT:
-        expected |= {"bias_cosine", "bias_relative_error"}
+        estimated |= {"relative_bias_sq", "cosine"}
+    expected = estimated | {f"{key}_se" for key in estimated} | {"seconds", "total_seconds"}
+    if name in WITH_EXACT:
+        expected.add("exact_norm")
     assert {f"gradient_stats/{key}" for key in expected} <= set(header)
     assert "eval/mean_reward" in header
     assert list(tmp_path.glob("events.out.tfevents.*"))
     for measurement in stats.history:
-        assert measurement["variance"] > 0 and np.isfinite(measurement["snr"])
-        assert -1.0 <= measurement.get("bias_cosine", 0.0) <= 1.0
+        assert set(measurement) == expected | {"timesteps"}
+        assert measurement["variance"] > 0 and measurement["variance_se"] > 0
+        assert np.isfinite(measurement["snr"]) and np.isfinite(measurement["signal_se"])
     assert stats.total_seconds == pytest.approx(sum(m["seconds"] for m in stats.history))
 
 
@@ -66,26 +71,82 @@ def test_training_is_identical_with_and_without_the_callback(name: str) -> None:
         torch.testing.assert_close(measured.policy.state_dict()[key], value, rtol=0, atol=0)
 
 
-def test_exact_expectation_estimator_has_no_bias() -> None:
-    model = GumbelAC(
-        "MlpPolicy", "CartPole-v1", estimator="expected", learning_starts=100, batch_size=32, seed=0
-    )
-    stats = GradientStatsCallback(every_n_steps=300, n_draws=3)
-    model.learn(700, callback=stats)
-    for measurement in stats.history:
-        assert measurement["bias_cosine"] == pytest.approx(1.0, abs=1e-5)
-        assert measurement["bias_relative_error"] == pytest.approx(0.0, abs=1e-5)
-
-
 def test_statistics_of_known_draws() -> None:
-    estimates = torch.tensor([[1.0, 0.0], [3.0, 2.0]])
+    # Computed by hand: the sums of the draws are (6, 6) and of their squared norms 34; g_i·g_j for the
+    # three pairs are 3, 2 and 14.
+    estimates = torch.tensor([[1.0, 0.0], [3.0, 2.0], [2.0, 4.0]])
     stats = gradient_statistics(ActorGradientDraws(estimates, exact=torch.tensor([2.0, 0.0])))
-    # mean (2, 1); per-coordinate unbiased variances 2 and 2.
-    assert stats["variance"] == pytest.approx(4.0)
-    assert stats["mean_norm"] == pytest.approx(5**0.5)
-    assert stats["snr"] == pytest.approx(5 / 4)
-    assert stats["bias_cosine"] == pytest.approx(2 / 5**0.5)
-    assert stats["bias_relative_error"] == pytest.approx(0.5)
+    assert stats["variance"] == pytest.approx((34 - 72 / 3) / 2)  # 5
+    assert stats["signal"] == pytest.approx(2 * (3 + 2 + 14) / 6)  # 19/3, where |mean|² would be 8
+    assert stats["snr"] == pytest.approx(19 / 15)
+    assert stats["exact_norm"] == pytest.approx(2.0)
+    # (|E g|² - 2 E[g]·g* + |g*|²) / |g*|², with E[g]·g* estimated by mean·g* = 4.
+    assert stats["relative_bias_sq"] == pytest.approx((19 / 3 - 8 + 4) / 4)
+    assert stats["cosine"] == pytest.approx(4 / (2 * (19 / 3) ** 0.5))
+    # Jackknife: leaving out one draw leaves one pair, whose signal is its dot product: 14, 2 and 3.
+    spread = sum((x - 19 / 3) ** 2 for x in (14, 2, 3))
+    assert stats["signal_se"] == pytest.approx((2 / 3 * spread) ** 0.5)
+
+
+def test_signal_carries_no_monte_carlo_bias() -> None:
+    # A true SNR of 0.001: |E g|² = 1 against tr Cov = 1000. |mean|² of 4 draws averages 1 + 1000/4.
+    generator = torch.Generator().manual_seed(0)
+    mean = torch.zeros(1_000, dtype=torch.float64)
+    mean[0] = 1.0
+    signals = []
+    for _ in range(400):
+        draws = mean + torch.randn(4, 1_000, generator=generator, dtype=torch.float64)
+        signals.append(gradient_statistics(ActorGradientDraws(draws, None))["signal"])
+    average, error = np.mean(signals), np.std(signals) / np.sqrt(len(signals))
+    assert abs(average - 1.0) < 4 * error, (average, error)
+    assert error < 2.0  # so the test tells 1 from the naive 251
+
+
+@pytest.mark.parametrize(("estimator", "options"), [("score_function", {}), ("gumbel_softmax", {"tau": 5.0})])
+def test_bias_is_detected_where_there_is_one(estimator: str, options: dict[str, float]) -> None:
+    # A categorical objective with a known answer: the exact gradient by enumeration of the 5 actions.
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, generator=generator, dtype=torch.float64)
+    values = torch.randn(3, 5, generator=generator, dtype=torch.float64)
+
+    def f(actions: torch.Tensor) -> torch.Tensor:
+        return (actions * values).sum(-1)
+
+    def draw() -> torch.Tensor:
+        leaf = logits.clone().requires_grad_(True)
+        surrogate = ESTIMATORS[estimator](leaf, f, n_samples=4, generator=generator, **options)
+        (grad,) = torch.autograd.grad(surrogate, leaf)
+        return grad.reshape(-1)
+
+    exact = exact_gradient(logits, f).reshape(-1)
+    stats = gradient_statistics(ActorGradientDraws(torch.stack([draw() for _ in range(64)]), exact))
+    if estimator == "score_function":  # unbiased: zero within 3 standard errors
+        assert abs(stats["relative_bias_sq"]) < 3 * stats["relative_bias_sq_se"], stats
+    else:  # at a high temperature the relaxed sample's Jacobian is far from the softmax's
+        assert stats["relative_bias_sq"] > 5 * stats["relative_bias_sq_se"], stats
+        assert stats["relative_bias_sq"] > 0.1
+
+
+@pytest.mark.parametrize(("estimator", "biased"), [("score_function", False), ("gumbel_softmax", True)])
+def test_the_callback_logs_the_bias_of_a_gumbel_ac_estimator(estimator: str, biased: bool) -> None:
+    model = GumbelAC(
+        "MlpPolicy",
+        "CartPole-v1",
+        estimator=estimator,
+        temperature=5.0,
+        learning_starts=100,
+        batch_size=32,
+        seed=0,
+    )
+    stats = GradientStatsCallback(every_n_steps=400, n_draws=32, batch_size=64)
+    model.learn(1_300, callback=stats)
+    assert len(stats.history) == 3
+    for measurement in stats.history:
+        bias, error = measurement["relative_bias_sq"], measurement["relative_bias_sq_se"]
+        if biased:
+            assert bias > 5 * error and bias > 0.05, measurement
+        else:
+            assert abs(bias) < 3 * error, measurement
 
 
 def test_unsupported_model_is_refused_when_training_starts() -> None:
@@ -95,9 +156,24 @@ def test_unsupported_model_is_refused_when_training_starts() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "name"),
-    [({"every_n_steps": 0}, "every_n_steps"), ({"every_n_steps": 10, "n_draws": 1}, "n_draws")],
+    ("kwargs", "error", "match"),
+    [
+        ({"every_n_steps": 0}, ValueError, "every_n_steps must be an int >= 1, got 0"),
+        ({"every_n_steps": 10, "n_draws": 2}, ValueError, "n_draws must be an int >= 3, got 2"),
+        ({"every_n_steps": 10.0}, TypeError, "every_n_steps must be an int, got 10.0"),
+        ({"every_n_steps": 10, "batch_size": "64"}, TypeError, "batch_size must be an int"),
+    ],
 )
-def test_bad_arguments_are_refused(kwargs: dict[str, int], name: str) -> None:
-    with pytest.raises(ValueError, match=name):
+def test_bad_arguments_are_refused(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
         GradientStatsCallback(**kwargs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["REINFORCE", "SoftQ", "GumbelAC", "GumbelAC-score_function", "PPO"])
+def test_measures_on_cuda(name: str) -> None:
+    algorithm, kwargs = SETTINGS[name]
+    model = algorithm("MlpPolicy", "CartPole-v1", seed=0, device="cuda", **kwargs)
+    stats = GradientStatsCallback(every_n_steps=200, n_draws=4, batch_size=32)
+    model.learn(600, callback=stats)
+    assert stats.history and all(np.isfinite(m["variance"]) for m in stats.history)

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 from stable_baselines3 import PPO
 
-from rlrelax.cli import main
+from rlrelax.cli import EXIT_BUSY, EXIT_FAILED, EXIT_INVALID, main
 from rlrelax.compare import (
     CompareResult,
+    ExperimentLockedError,
     Spec,
     execute_run,
     finished_runs,
@@ -94,7 +95,8 @@ def test_a_failing_run_is_recorded_and_the_others_finish(local: tuple[Spec, Path
     assert len(result.finished) == 3
     (failure,) = result.failed
     folder = out / "unit" / "CartPole-v1" / "Failing" / "seed-1"
-    assert failure["folder"] == str(folder) and "deliberate failure on seed 1" in failure["error"]
+    assert failure.folder == str(folder) and failure.error is not None
+    assert "deliberate failure on seed 1" in failure.error
     assert "RuntimeError: deliberate failure on seed 1" in (folder / "error.txt").read_text()
     assert not (folder / "result.json").exists()
     (failed_run,) = [r for r in spec.runs() if r.agent.label == "Failing" and r.seed == 1]
@@ -138,7 +140,7 @@ def test_same_seed_same_run(local: tuple[Spec, Path, CompareResult], tmp_path: P
 
     torch.set_num_threads(1)  # as in the workers
     (run,) = spec_from_dict(tiny_spec("unit", [PPO_AGENT], [1])).runs()
-    assert execute_run(run.to_config(), run.folder(tmp_path))["status"] == "finished"
+    assert execute_run(run.to_config(), run.folder(tmp_path)).finished
     with (
         np.load(local[1] / "unit/CartPole-v1/PPO/seed-1/evaluations.npz") as a,
         np.load(tmp_path / "unit/CartPole-v1/PPO/seed-1/evaluations.npz") as b,
@@ -395,9 +397,60 @@ def test_ray_backend_writes_the_same_store(local: tuple[Spec, Path, CompareResul
 
 def test_two_commands_never_run_the_same_experiment_at_once(tmp_path: Path) -> None:
     spec = spec_from_dict(tiny_spec("locked", [PPO_AGENT], [0]))
-    with experiment_lock(tmp_path / "locked"), pytest.raises(RuntimeError, match="another rlrelax process"):
+    with experiment_lock(tmp_path / "locked"), pytest.raises(ExperimentLockedError, match="another rlrelax"):
         run_experiment(spec, tmp_path, workers=1, progress=False)
     assert not (tmp_path / "locked" / "CartPole-v1").exists()
+
+
+def test_cli_exit_codes_tell_a_busy_experiment_a_bad_spec_and_a_failure_apart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(to_toml(tiny_spec("codes", [PPO_AGENT], [0])))
+    with experiment_lock(tmp_path / "runs" / "codes"):
+        assert main(["compare", str(spec), "--out", str(tmp_path / "runs")]) == EXIT_BUSY
+    assert "rlrelax compare: busy: another rlrelax process is running the runs" in capsys.readouterr().err
+    # The store's root is a file: the runs cannot be written, which is no fault of the spec.
+    (tmp_path / "file").write_text("")
+    assert main(["compare", str(spec), "--out", str(tmp_path / "file")]) == EXIT_FAILED
+    assert "rlrelax compare: error while running the runs" in capsys.readouterr().err
+    spec.write_text("name = [")
+    assert main(["compare", str(spec), "--out", str(tmp_path / "runs")]) == EXIT_INVALID
+    assert "rlrelax compare: invalid spec:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["train", "PPO", "CartPole-v1", "--steps", "-5"], ["compare", "spec.toml", "--seeds", "0"]],
+)
+def test_cli_names_the_option_with_a_bad_number(
+    arguments: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(arguments)
+    assert exit_info.value.code == EXIT_INVALID
+    assert f"argument {arguments[-2]}: must be an integer >= 1, got" in capsys.readouterr().err
+
+
+def test_an_env_without_a_threshold_is_reported_without_one(tmp_path: Path) -> None:
+    agent = {"label": "PPO", "algorithm": "PPO", "total_timesteps": 128, "kwargs": TINY_PPO}
+    data = {**tiny_spec("pendulum", [agent], [0]), "envs": ["Pendulum-v1"]}
+    data["evaluation"] = {"every": 64, "episodes": 1}
+    result = run_experiment(spec_from_dict(data), tmp_path, workers=1, progress=False)
+    assert result.ok
+    (finished,) = finished_runs(tmp_path / "pendulum")
+    assert finished.result.threshold is None and finished.result.solved is None
+    report = (tmp_path / "pendulum" / "report.md").read_text()
+    assert "## Pendulum-v1 (no success threshold)" in report
+    (row,) = [line for line in report.splitlines() if line.startswith("| PPO |")]
+    assert "| — | — | — |" in row  # solved, steps to reach, steps to stay
+
+
+def test_importing_the_comparison_loads_no_heavy_module() -> None:
+    heavy = "{'torch', 'stable_baselines3', 'matplotlib'}"
+    code = f"import sys, rlrelax.compare; print(sorted({heavy} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize(
@@ -420,7 +473,7 @@ def test_a_namespaced_env_id_runs_and_reads_back(tmp_path: Path) -> None:
     data = tiny_spec("ns", [{"label": "A2C", "algorithm": "A2C", "total_timesteps": 200}], [0])
     (run,) = spec_from_dict({**data, "envs": ["rlrelax/CartPole-v1"]}).runs()
     outcome = execute_run(run.to_config(), run.folder(tmp_path))
-    assert outcome["status"] == "finished", outcome
+    assert outcome.finished, outcome
     assert run.folder(tmp_path) == tmp_path / "ns" / "rlrelax%2FCartPole-v1" / "A2C" / "seed-0"
     (finished,) = finished_runs(tmp_path / "ns")
     assert finished.env_id == "rlrelax/CartPole-v1" and finished.seed == 0

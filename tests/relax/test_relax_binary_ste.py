@@ -89,7 +89,7 @@ def test_logistic_noise_finite_for_degenerate_uniform_draws(
 def test_relaxed_bernoulli_validation() -> None:
     with pytest.raises(ValueError, match=r"logits contain NaN \(first at index \(1,\)\)"):
         relaxed_bernoulli(torch.tensor([0.0, math.nan]))
-    with pytest.raises(ValueError, match=r"tau must be a finite temperature > 0, got -0\.5"):
+    with pytest.raises(ValueError, match=r"tau must be a finite number > 0, got -0\.5"):
         relaxed_bernoulli(torch.zeros(2), -0.5)
     with pytest.raises(TypeError, match="hard must be a bool"):
         relaxed_bernoulli(torch.zeros(2), hard=None)  # type: ignore[arg-type]
@@ -175,7 +175,7 @@ def test_hard_threshold_low_precision_and_validation() -> None:
     assert torch.isfinite(grad).all()
     with pytest.raises(ValueError, match="threshold must be finite, got nan"):
         hard_threshold(torch.zeros(2), threshold=math.nan)
-    with pytest.raises(ValueError, match=r"tau must be a finite temperature > 0, got 0\.0"):
+    with pytest.raises(ValueError, match=r"tau must be a finite number > 0, got 0\.0"):
         hard_threshold(torch.zeros(2), tau=0.0)
     with pytest.raises(ValueError, match="x contain NaN"):
         hard_threshold(torch.tensor([math.nan]))

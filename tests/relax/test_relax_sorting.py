@@ -117,7 +117,7 @@ def test_sort_validation(name: str) -> None:
         fn(torch.tensor([[0.0, math.nan]]))
     with pytest.raises(ValueError, match=r"scores must be finite, got -inf at index \(1,\)"):
         fn(torch.tensor([0.0, -math.inf]))
-    with pytest.raises(ValueError, match=r"tau must be a finite temperature > 0, got 0\.0"):
+    with pytest.raises(ValueError, match=r"tau must be a finite number > 0, got 0\.0"):
         fn(torch.zeros(3), 0.0)
     with pytest.raises(ValueError, match="at least 1 dimension"):
         fn(torch.tensor(1.0))
@@ -225,5 +225,5 @@ def test_soft_topk_validation() -> None:
         soft_topk(torch.zeros(3), True)
     with pytest.raises(ValueError, match=r"scores must be finite, got nan"):
         soft_topk(torch.tensor([0.0, math.nan, 1.0]), 1)
-    with pytest.raises(ValueError, match=r"tau must be a finite temperature > 0, got -1\.0"):
+    with pytest.raises(ValueError, match=r"tau must be a finite number > 0, got -1\.0"):
         soft_topk(torch.zeros(3), 1, -1.0)

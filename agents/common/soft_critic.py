@@ -1,0 +1,182 @@
+"""The soft critic that SoftQ and GumbelAC share: soft value, soft Bellman target and the temperature alpha.
+
+Both agents regress a critic on the same target (soft Q-learning's backup with M-DQN's Munchausen reward)
+and parse the entropy coefficient alpha the same way; this module holds that logic once.
+"""
+
+import math
+from collections.abc import Callable
+
+import torch as th
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from torch.nn import functional as F
+
+from rlrelax._validation import check_finite_number, check_positive
+from rlrelax.relax import LinearSchedule
+
+#: The default learning rate of the soft critics (and of GumbelAC's actor), decayed linearly to 0 over
+#: ``learn`` so that the final greedy policy does not drift away from a solution it has found
+#: (experiments/tuning/softq.md).
+SOFT_CRITIC_LEARNING_RATE = LinearSchedule(2e-3, 0.0)
+
+#: ``target_entropy="auto"`` is this fraction of the maximum entropy log|A|. The paper's 0.98 asks a
+#: two-action policy to stay almost uniform, and alpha grows without bound chasing it
+#: (experiments/tuning/softq.md); 0.3 can be met by a nearly greedy policy with a bounded alpha.
+AUTO_TARGET_ENTROPY_FRACTION = 0.3
+
+_ENT_COEF_FORMS = "a number > 0, 'auto' or 'auto_<initial alpha > 0>'"
+
+
+def soft_value(q_values: th.Tensor, ent_coef: float) -> th.Tensor:
+    """The exact discrete soft value ``V(s) = alpha·log Σ_a exp(Q(s, a)/alpha)`` (Haarnoja et al. 2017).
+
+    Written as ``max_a Q + alpha·logsumexp((Q - max_a Q)/alpha)``: the division only ever sees non-positive
+    numbers, so nothing overflows as alpha → 0, where ``V`` tends to the hard maximum ``max_a Q``
+    (the logsumexp term lies in ``[0, log|A|]``).
+
+    :param q_values: Q-values of shape ``(batch, n_actions)``
+    :param ent_coef: the temperature alpha > 0
+    :return: the soft values, shape ``(batch, 1)``
+    """
+    # Below the dtype's smallest normal number alpha would round to 0 inside the division (0/0 = NaN at the
+    # maximum); flooring it there changes V by less than tiny·log|A|, far below the dtype's resolution.
+    alpha = max(ent_coef, th.finfo(q_values.dtype).tiny)
+    q_max = q_values.max(dim=1, keepdim=True).values
+    return q_max + alpha * th.logsumexp((q_values - q_max) / alpha, dim=1, keepdim=True)
+
+
+@th.no_grad()
+def soft_bellman_target(
+    replay_data: ReplayBufferSamples,
+    target_q_values: Callable[[th.Tensor], th.Tensor],
+    *,
+    ent_coef: float,
+    gamma: float,
+    munchausen_coef: float,
+    munchausen_clip: float,
+    policy_logits: Callable[[th.Tensor], th.Tensor] | None = None,
+) -> th.Tensor:
+    """The regression target ``y = r + m·[alpha·ln π(a|s)]_{l0}^0 + gamma·(1 - d)·V(s')`` of a soft critic.
+
+    The soft Bellman backup of soft Q-learning (Haarnoja et al. 2017) with the Munchausen reward of M-DQN
+    (Vieillard et al. 2020, whose τ is alpha here) when ``munchausen_coef > 0``. The policy π is
+
+    - the Boltzmann policy ``softmax(Q̄/alpha)`` of the target critic when ``policy_logits`` is ``None``:
+      ``V(s') = alpha·logsumexp(Q̄(s', ·)/alpha)`` and ``alpha·ln π(a|s) = Q̄(s, a) - V(s)``, exact with
+      nothing divided by alpha (M-DQN's ``Σ π(Q - alpha ln π)`` is this same soft value);
+    - the actor ``softmax(policy_logits(s))`` otherwise: ``V(s') = Σ_a π(a|s')[Q̄(s', a) - alpha ln π(a|s')]``,
+      discrete SAC's target (Christodoulou 2019, Sec. 4; Haarnoja et al. 2018, eq. 3).
+
+    With the Munchausen term on, each network sees the observations and the next observations in one pass:
+    on a CPU each pass costs mostly its per-call overhead.
+
+    :param replay_data: a replay batch (with n-step ``rewards`` and ``discounts`` when the buffer has them)
+    :param target_q_values: maps observations ``(batch, *obs_shape)`` to target Q-values ``(batch, |A|)``
+    :param ent_coef: the temperature alpha > 0
+    :param gamma: the discount, used when the batch carries no ``discounts``
+    :param munchausen_coef: the Munchausen scaling m (0: off)
+    :param munchausen_clip: the lower clipping bound l0 < 0 of ``alpha·ln π``
+    :param policy_logits: maps observations to the actor's logits ``(batch, |A|)``; ``None`` for the Boltzmann
+        policy of the target critic
+    :return: the targets, shape ``(batch, 1)``
+    """
+    discounts = replay_data.discounts if replay_data.discounts is not None else gamma
+    observations, next_observations = replay_data.observations, replay_data.next_observations
+    munchausen = munchausen_coef > 0.0
+
+    def both_or_next(network: Callable[[th.Tensor], th.Tensor]) -> tuple[th.Tensor | None, th.Tensor]:
+        if not munchausen:
+            return None, network(next_observations)
+        outputs = network(th.cat([observations, next_observations]))
+        return outputs[: observations.shape[0]], outputs[observations.shape[0] :]
+
+    q, next_q = both_or_next(target_q_values)
+    rewards = replay_data.rewards
+    if policy_logits is None:
+        next_values = soft_value(next_q, ent_coef)
+        if q is not None:
+            scaled_log_pi = q.gather(1, replay_data.actions.long()) - soft_value(q, ent_coef)
+            rewards = rewards + munchausen_coef * scaled_log_pi.clamp(munchausen_clip, 0.0)
+    else:
+        log_pi, next_log_pi = (
+            None if logits is None else F.log_softmax(logits, dim=-1)
+            for logits in both_or_next(policy_logits)
+        )
+        assert next_log_pi is not None
+        next_values = (next_log_pi.exp() * (next_q - ent_coef * next_log_pi)).sum(dim=-1, keepdim=True)
+        if log_pi is not None:
+            scaled_log_pi = ent_coef * log_pi.gather(1, replay_data.actions.long())
+            rewards = rewards + munchausen_coef * scaled_log_pi.clamp(munchausen_clip, 0.0)
+    return rewards + (1 - replay_data.dones) * discounts * next_values
+
+
+def parse_ent_coef(ent_coef: object) -> tuple[bool, float]:
+    """Split the entropy coefficient argument into (learnt?, initial alpha).
+
+    :param ent_coef: a number > 0, ``"auto"`` (learnt, starting at 1) or ``"auto_<x>"`` (learnt, from x)
+    :return: whether alpha is learnt, and its initial value
+    """
+    if isinstance(ent_coef, str):
+        if ent_coef == "auto":
+            return True, 1.0
+        head, _, initial = ent_coef.partition("_")
+        try:
+            value = float(initial)
+        except ValueError:
+            value = math.nan
+        if head != "auto" or not (math.isfinite(value) and value > 0.0):
+            raise ValueError(f"ent_coef must be {_ENT_COEF_FORMS}, got {ent_coef!r}")
+        return True, value
+    if isinstance(ent_coef, bool) or not isinstance(ent_coef, int | float):
+        raise TypeError(
+            f"ent_coef must be {_ENT_COEF_FORMS}, got {ent_coef!r} of type {type(ent_coef).__name__}"
+        )
+    return False, check_positive(ent_coef, "ent_coef")
+
+
+def check_target_entropy(target_entropy: object) -> None:
+    """Check the ``target_entropy`` argument's form before the action space is known.
+
+    :param target_entropy: ``"auto"`` or a finite number of nats
+    """
+    if isinstance(target_entropy, str):
+        if target_entropy != "auto":
+            raise ValueError(f"target_entropy must be 'auto' or a finite number, got {target_entropy!r}")
+    else:
+        check_finite_number(target_entropy, "target_entropy")
+
+
+def resolve_target_entropy(target_entropy: float | str, n_actions: int, ent_coef_auto: bool) -> float:
+    """The entropy target in nats, checked against the maximum entropy log|A|.
+
+    :param target_entropy: ``"auto"`` (:data:`AUTO_TARGET_ENTROPY_FRACTION` of log|A|) or a number strictly
+        between 0 and log|A|
+    :param n_actions: |A|
+    :param ent_coef_auto: whether alpha is learnt (with a single action, "auto" has no valid target)
+    :return: the target entropy
+    """
+    check_target_entropy(target_entropy)
+    max_entropy = math.log(n_actions)
+    is_auto = isinstance(target_entropy, str)
+    value = AUTO_TARGET_ENTROPY_FRACTION * max_entropy if is_auto else float(target_entropy)
+    # A target outside (0, log|A|) is unreachable: alpha would run off to 0 or to infinity.
+    if (ent_coef_auto or not is_auto) and not 0.0 < value < max_entropy:
+        raise ValueError(
+            f"target_entropy must lie strictly between 0 and log|A| = {max_entropy:.4f} (|A| = {n_actions}), "
+            f"got {target_entropy!r}"
+        )
+    return value
+
+
+def ent_coef_loss(log_ent_coef: th.Tensor, entropy: th.Tensor, target_entropy: float) -> th.Tensor:
+    """The temperature loss ``J(alpha) = E_s[alpha·(H(π(·|s)) - H̄)]``, in log alpha.
+
+    Haarnoja et al. (2018), eq. 18, with the exact discrete entropy as in Christodoulou (2019); through
+    log alpha as SB3's SAC does, so alpha stays positive: alpha falls while the entropy is above the target.
+
+    :param log_ent_coef: the learnt log alpha (one element)
+    :param entropy: the policy's mean entropy over the batch, detached (a scalar)
+    :param target_entropy: the target H̄ in nats
+    :return: the scalar loss
+    """
+    return (log_ent_coef * (entropy - target_entropy)).mean()

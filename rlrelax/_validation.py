@@ -1,0 +1,105 @@
+"""Argument checks, one rule per kind of value, shared by every layer of rlrelax.
+
+The convention everywhere: a value of the wrong type is a ``TypeError``, a value of the right type but
+out of range a ``ValueError``; both name the argument and the value. Checks run before any work starts.
+This module holds the checks of plain Python values and imports nothing heavy (the comparison layer uses
+it without loading torch); the checks of tensors, temperatures and generators are in
+``rlrelax.relax._validation``, next to the relaxations that need them on every call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from numbers import Integral, Real
+
+
+def _real(value: object, name: str) -> float:
+    if not isinstance(value, Real) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}")
+    return float(value)
+
+
+def check_finite_number(value: object, name: str) -> float:
+    """Check that ``value`` is a finite real number (not a bool) and return it as a float.
+
+    :param value: the number to check
+    :param name: the argument name used in the error message
+    :return: ``value`` as a float
+    """
+    result = _real(value, name)
+    if not math.isfinite(result):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return result
+
+
+def check_positive(value: object, name: str) -> float:
+    """Check that ``value`` is a finite real number above zero and return it as a float.
+
+    :param value: the number to check
+    :param name: the argument name used in the error message
+    :return: ``value`` as a float
+    """
+    result = _real(value, name)
+    if not (math.isfinite(result) and result > 0.0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return result
+
+
+def check_non_negative(value: object, name: str) -> float:
+    """Check that ``value`` is a finite real number >= 0 and return it as a float.
+
+    :param value: the number to check
+    :param name: the argument name used in the error message
+    :return: ``value`` as a float
+    """
+    result = _real(value, name)
+    if not (math.isfinite(result) and result >= 0.0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return result
+
+
+def check_unit_interval(value: object, name: str, *, include_zero: bool) -> float:
+    """Check that ``value`` lies in ``[0, 1]`` (or ``(0, 1]`` without zero) and return it as a float.
+
+    :param value: the number to check
+    :param name: the argument name used in the error message
+    :param include_zero: whether 0 is allowed
+    :return: ``value`` as a float
+    """
+    result = _real(value, name)
+    if not (0.0 <= result <= 1.0 and (include_zero or result > 0.0)):
+        interval = "[0, 1]" if include_zero else "(0, 1]"
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+    return result
+
+
+def check_int(value: object, name: str, minimum: int) -> int:
+    """Check that ``value`` is an integer (a Python or NumPy int, not a bool) of at least ``minimum``.
+
+    :param value: the value to check
+    :param name: the argument name used in the error message
+    :param minimum: the smallest allowed value
+    :return: ``value`` as an int
+    """
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_choice(value: object, name: str, choices: Iterable[str]) -> str:
+    """Check that ``value`` is one of the strings ``choices`` and return it.
+
+    :param value: the value to check
+    :param name: the argument name used in the error message
+    :param choices: the valid strings
+    :return: ``value``
+    """
+    valid = list(choices)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {valid}, got {value!r} of type {type(value).__name__}")
+    if value not in valid:
+        raise ValueError(f"{name} must be one of {valid}, got {value!r}")
+    return value
