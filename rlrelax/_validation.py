@@ -20,6 +20,14 @@ def _real(value: object, name: str) -> float:
     return float(value)
 
 
+def _check_at_least(value: object, name: str, lower: float, *, inclusive: bool) -> float:
+    result = _real(value, name)
+    if not (math.isfinite(result) and (result >= lower if inclusive else result > lower)):
+        relation = ">=" if inclusive else ">"
+        raise ValueError(f"{name} must be a finite number {relation} {lower:g}, got {value!r}")
+    return result
+
+
 def check_finite_number(value: object, name: str) -> float:
     """Check that ``value`` is a finite real number (not a bool) and return it as a float.
 
@@ -40,10 +48,7 @@ def check_positive(value: object, name: str) -> float:
     :param name: the argument name used in the error message
     :return: ``value`` as a float
     """
-    result = _real(value, name)
-    if not (math.isfinite(result) and result > 0.0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return result
+    return _check_at_least(value, name, 0.0, inclusive=False)
 
 
 def check_non_negative(value: object, name: str) -> float:
@@ -53,10 +58,7 @@ def check_non_negative(value: object, name: str) -> float:
     :param name: the argument name used in the error message
     :return: ``value`` as a float
     """
-    result = _real(value, name)
-    if not (math.isfinite(result) and result >= 0.0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return result
+    return _check_at_least(value, name, 0.0, inclusive=True)
 
 
 def check_unit_interval(value: object, name: str, *, include_zero: bool) -> float:

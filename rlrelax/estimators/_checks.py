@@ -5,8 +5,9 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor
 
+from rlrelax._validation import check_int
 from rlrelax.relax import gumbel_noise
-from rlrelax.relax._validation import check_float_tensor
+from rlrelax.relax._validation import check_float_tensor, check_generator
 
 
 def check_logits(logits: object) -> None:
@@ -21,6 +22,29 @@ def check_logits(logits: object) -> None:
     assert isinstance(logits, Tensor)
     if logits.shape[-1] == 0:
         raise ValueError(f"logits must have shape (*batch, K) with K >= 1, got {tuple(logits.shape)}")
+
+
+def check_estimator_call(
+    estimator: str,
+    logits: object,
+    n_samples: object,
+    generator: object,
+    options: Mapping[str, object],
+    valid: tuple[str, ...],
+) -> None:
+    """The checks every estimator makes of its common arguments, before any random draw.
+
+    :param estimator: the estimator's name in ``ESTIMATORS``
+    :param logits: checked by :func:`check_logits`
+    :param n_samples: an int >= 1
+    :param generator: ``None`` or a ``torch.Generator``
+    :param options: the keyword arguments left over after the known ones: none is allowed
+    :param valid: the names of the options the estimator takes, for the message
+    """
+    reject_unknown_options(estimator, options, valid)
+    check_int(n_samples, "n_samples", minimum=1)
+    check_generator(generator)
+    check_logits(logits)
 
 
 def reject_unknown_options(estimator: str, options: Mapping[str, object], valid: tuple[str, ...]) -> None:

@@ -5,10 +5,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from rlrelax._validation import check_int
-from rlrelax.estimators._checks import check_logits, evaluate, reject_unknown_options
+from rlrelax.estimators._checks import check_estimator_call, check_logits, evaluate
 from rlrelax.relax import softmax
-from rlrelax.relax._validation import check_generator
 
 
 def exact_estimator(
@@ -31,10 +29,7 @@ def exact_estimator(
     :param generator: unused (nothing is random)
     :return: a scalar: the expectation of ``f`` summed over the batch
     """
-    reject_unknown_options("exact", options, ())
-    check_int(n_samples, "n_samples", minimum=1)
-    check_generator(generator)
-    check_logits(logits)
+    check_estimator_call("exact", logits, n_samples, generator, options, ())
     probs = softmax(logits)
     n_actions = logits.shape[-1]
     batch_ones = (1,) * (logits.dim() - 1)

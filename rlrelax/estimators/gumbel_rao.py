@@ -6,7 +6,12 @@ import torch
 from torch import Tensor
 
 from rlrelax._validation import check_int
-from rlrelax.estimators._checks import check_logits, evaluate, reject_unknown_options, sample_actions
+from rlrelax.estimators._checks import (
+    check_estimator_call,
+    check_logits,
+    evaluate,
+    sample_actions,
+)
 from rlrelax.relax import gumbel_noise, log_softmax, softmax, straight_through
 from rlrelax.relax._validation import check_generator, check_tau, compute_dtype
 
@@ -127,12 +132,9 @@ def gumbel_rao_estimator(
     :param n_rao_samples: conditional Gumbel draws per sample
     :return: a scalar surrogate: the sample mean of ``f`` summed over the batch
     """
-    reject_unknown_options("gumbel_rao", options, ("tau", "n_rao_samples"))
-    check_int(n_samples, "n_samples", minimum=1)
-    check_generator(generator)
+    check_estimator_call("gumbel_rao", logits, n_samples, generator, options, ("tau", "n_rao_samples"))
     check_tau(tau)
     check_int(n_rao_samples, "n_rao_samples", minimum=1)
-    check_logits(logits)
     actions = sample_actions(log_softmax(logits), n_samples, generator)
     one_hot = torch.nn.functional.one_hot(actions, logits.shape[-1]).to(logits.dtype)
     relaxed = gumbel_rao_straight_through(

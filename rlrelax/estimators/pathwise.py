@@ -5,10 +5,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from rlrelax._validation import check_int
-from rlrelax.estimators._checks import check_logits, evaluate, reject_unknown_options
+from rlrelax.estimators._checks import check_estimator_call, evaluate
 from rlrelax.relax import gumbel_softmax
-from rlrelax.relax._validation import check_generator, check_tau
+from rlrelax.relax._validation import check_tau
 
 
 def _gumbel_softmax_pathwise(
@@ -46,11 +45,8 @@ def gumbel_softmax_estimator(
     :param tau: temperature of the relaxation, above 0
     :return: a scalar surrogate: the mean over samples of ``f`` at the relaxed samples, summed over the batch
     """
-    reject_unknown_options("gumbel_softmax", options, ("tau",))
-    check_int(n_samples, "n_samples", minimum=1)
-    check_generator(generator)
+    check_estimator_call("gumbel_softmax", logits, n_samples, generator, options, ("tau",))
     check_tau(tau)
-    check_logits(logits)
     return _gumbel_softmax_pathwise(logits, f, n_samples, generator, tau, hard=False)
 
 
@@ -77,9 +73,6 @@ def straight_through_estimator(
     :param tau: temperature of the backward relaxation, above 0
     :return: a scalar surrogate: the sample mean of ``f`` summed over the batch
     """
-    reject_unknown_options("straight_through", options, ("tau",))
-    check_int(n_samples, "n_samples", minimum=1)
-    check_generator(generator)
+    check_estimator_call("straight_through", logits, n_samples, generator, options, ("tau",))
     check_tau(tau)
-    check_logits(logits)
     return _gumbel_softmax_pathwise(logits, f, n_samples, generator, tau, hard=True)

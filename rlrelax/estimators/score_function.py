@@ -5,10 +5,13 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from rlrelax._validation import check_choice, check_int
-from rlrelax.estimators._checks import check_logits, evaluate, reject_unknown_options, sample_actions
+from rlrelax._validation import check_choice
+from rlrelax.estimators._checks import (
+    check_estimator_call,
+    evaluate,
+    sample_actions,
+)
 from rlrelax.relax import log_softmax
-from rlrelax.relax._validation import check_generator
 
 BASELINES = ("none", "mean", "leave_one_out")
 
@@ -90,10 +93,7 @@ def score_function_estimator(
     :return: a scalar surrogate: its value is the Monte Carlo estimate of ``E[f]`` summed over the batch,
         its gradient the score-function estimate (plus the gradient into parameters of ``f``)
     """
-    reject_unknown_options("score_function", options, ("baseline",))
-    check_int(n_samples, "n_samples", minimum=1)
-    check_generator(generator)
-    check_logits(logits)
+    check_estimator_call("score_function", logits, n_samples, generator, options, ("baseline",))
     if isinstance(baseline, Tensor):
         batch_shape = logits.shape[:-1]
         try:
