@@ -72,8 +72,8 @@ class GumbelAC(OffPolicyAlgorithm):
 
     Papers: Christodoulou (2019), "Soft Actor-Critic for Discrete Action Settings"; Haarnoja et al. (2018),
     "Soft Actor-Critic Algorithms and Applications"; Haarnoja et al. (2017), "Reinforcement Learning with
-    Deep Energy-Based Policies"; Vieillard et al. (2020), "Munchausen Reinforcement Learning"; the
-    estimators' papers are cited in :mod:`rlrelax.estimators`.
+    Deep Energy-Based Policies"; Vieillard et al. (2020), "Munchausen Reinforcement Learning"; each
+    estimator's paper is cited in :mod:`rlrelax.estimators`.
 
     Twin critics with Polyak-averaged targets regress on :func:`rlrelax.agents.common.soft_bellman_target`,
     SoftQ's target; the actor minimises ``E_s[alpha Σ_a π log π - E_{a~π} Q(s, a)]`` (plus a logit penalty),
@@ -104,17 +104,14 @@ class GumbelAC(OffPolicyAlgorithm):
         :data:`ESTIMATOR_ALIASES`): ``"gumbel_softmax"``, ``"straight_through"``, ``"gumbel_rao"``,
         ``"exact"`` (the expectation over the actions, discrete SAC's actor loss) or ``"score_function"``
         (with the critic's state value as baseline)
-    :param temperature: The Gumbel-softmax temperature of the relaxed estimators, a float > 0 or a schedule of
-        the progress remaining (from 1 to 0), such as ``rlrelax.relax.LinearSchedule``
-    :param n_samples: Action samples per state for the sampling estimators; 8 is almost free under the
-        mixture critic, which is evaluated once per state
+    :param temperature: The Gumbel-softmax temperature, a float > 0 or a schedule of the progress remaining
+    :param n_samples: Action samples per state for the sampling estimators (8: almost free, see the note)
     :param n_rao_samples: Conditional Gumbel draws per sample for ``"gumbel_rao"``
     :param critic_input: How the critic reads an action, ``"mixture"`` or ``"concat"`` (see DiscreteCritic)
     :param next_value: The next value of the critic target: ``"boltzmann"`` (of the target critics' Boltzmann
         policy, towards which the actor is trained) or ``"policy"`` (of the actor, discrete SAC's)
     :param ent_coef: The entropy coefficient alpha > 0, or ``"auto"`` to learn it (``"auto_0.1"``: from 0.1)
-    :param target_update_interval: Update the target critics every this many gradient steps, counted over
-        the whole run
+    :param target_update_interval: Update the target critics every this many gradient steps (of the run)
     :param target_entropy: The entropy that a learnt alpha aims for, in nats; ``"auto"``: 0.3·log|A|
     :param munchausen_coef: The Munchausen scaling m (0: off); 0.5, as 0.9 widened the critics' action gaps
         until a solved run collapsed

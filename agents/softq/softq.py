@@ -70,12 +70,10 @@ class SoftQ(OffPolicyAlgorithm):
     :param batch_size: Minibatch size for each gradient update
     :param tau: the soft update coefficient ("Polyak update", between 0 and 1), 1 for a hard update
     :param gamma: the discount factor
-    :param train_freq: Update the model every ``train_freq`` steps. Alternatively pass a tuple of frequency
-        and unit like ``(5, "step")`` or ``(2, "episode")``.
-    :param gradient_steps: How many gradient steps to do after each rollout (see ``train_freq``).
-        ``-1`` means as many gradient steps as steps done in the environment during the rollout.
-    :param replay_buffer_class: Replay buffer class to use. If ``None``, it will be automatically selected.
-    :param replay_buffer_kwargs: Keyword arguments to pass to the replay buffer on creation.
+    :param train_freq: Update the model every ``train_freq`` steps, or a tuple ``(frequency, unit)``
+    :param gradient_steps: How many gradient steps after each rollout; ``-1`` means as many as env steps
+    :param replay_buffer_class: Replay buffer class to use; ``None`` selects it automatically
+    :param replay_buffer_kwargs: Keyword arguments to pass to the replay buffer on creation
     :param optimize_memory_usage: Enable a memory efficient variant of the replay buffer
     :param target_update_interval: update the target network (by Polyak averaging with ``tau``) every
         ``target_update_interval`` environment steps
@@ -83,19 +81,15 @@ class SoftQ(OffPolicyAlgorithm):
         float > 0, or ``"auto"`` to learn it (``"auto_0.1"`` starts the learnt alpha at 0.1 instead of 1)
     :param target_entropy: the policy entropy that ``ent_coef="auto"`` aims for, in nats, strictly between
         0 and log|A|; ``"auto"`` is ``0.3·log|A|``
-    :param munchausen_coef: the Munchausen scaling (alpha in Vieillard et al. 2020); 0 turns the term off,
-        the paper uses 0.9
+    :param munchausen_coef: the Munchausen scaling (alpha in Vieillard et al. 2020, who use 0.9); 0: off
     :param munchausen_clip: the lower clipping bound l0 < 0 of the scaled log-policy in the Munchausen term
     :param max_grad_norm: The maximum value for the gradient clipping
-    :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to
-        average the reported success rate, mean episode length, and mean reward over
+    :param stats_window_size: Window size for the rollout logging
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
     :param policy_kwargs: additional arguments to be passed to the policy on creation
-    :param verbose: Verbosity level: 0 for no output, 1 for info messages (such as device or wrappers used),
-        2 for debug messages
+    :param verbose: Verbosity level: 0 no output, 1 info messages, 2 debug messages
     :param seed: Seed for the pseudo random generators
-    :param device: Device (cpu, cuda, ...) on which the code should be run.
-        Setting it to auto, the code will be run on the GPU if possible.
+    :param device: Device (cpu, cuda, ...) on which the code should be run; "auto": the GPU if possible
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
