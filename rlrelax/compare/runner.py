@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from rlrelax._validation import check_choice, check_int
 from rlrelax.compare.spec import RunSpec, Spec, check_store
 from rlrelax.compare.store import (
     ERROR_FILE,
@@ -253,10 +254,9 @@ def run_experiment(
         at least one run is finished
     :return: what was run, skipped and failed
     """
-    if backend not in ("local", "ray"):
-        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    check_choice(backend, "backend", ("local", "ray"))
+    if workers is not None:
+        check_int(workers, "workers", minimum=1)
     if ray_address is not None and backend != "ray":
         raise ValueError(f"ray_address={ray_address!r} needs backend='ray'")
     out = Path(out)

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from rlrelax._validation import check_int
+
 __all__ = [
     "Interval",
     "bootstrap_interval",
@@ -53,8 +55,7 @@ def iqm(scores: np.ndarray, axis: int | None = None) -> np.ndarray:
 def _check(confidence: float, reps: int) -> None:
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    if reps < 1:
-        raise ValueError(f"reps must be a positive integer, got {reps!r}")
+    check_int(reps, "reps", minimum=1)
 
 
 def _percentiles(samples: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
@@ -86,10 +87,10 @@ def bootstrap_interval(
     """
     _check(confidence, reps)
     table = np.asarray(scores, dtype=np.float64)
+    if table.size == 0:
+        raise ValueError("bootstrap_interval needs at least one run")
     table = table.reshape(len(table), -1)
     n_runs, n_tasks = table.shape
-    if n_runs == 0:
-        raise ValueError("bootstrap_interval needs at least one run")
     rng = np.random.default_rng(seed)
     index = rng.integers(0, n_runs, size=(reps, n_runs, n_tasks))
     samples = statistic(np.take_along_axis(np.broadcast_to(table, (reps, n_runs, n_tasks)), index, axis=1))

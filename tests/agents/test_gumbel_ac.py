@@ -375,16 +375,6 @@ def test_save_load_round_trip_with_replay_buffer_and_schedule(tmp_path: Path, cr
     assert any(not torch.equal(before[name], value) for name, value in parameters(loaded).items())
 
 
-@pytest.mark.parametrize("estimator", ["gumbel_softmax", "score_function"])
-def test_same_seed_same_training(estimator: str) -> None:
-    first = parameters(make(seed=3, estimator=estimator).learn(300))
-    second = parameters(make(seed=3, estimator=estimator).learn(300))
-    third = parameters(make(seed=4, estimator=estimator).learn(300))
-    for name, value in first.items():
-        torch.testing.assert_close(second[name], value, rtol=0, atol=0)
-    assert any(not torch.equal(third[name], value) for name, value in first.items())
-
-
 def test_training_keys_reach_the_csv(tmp_path: Path) -> None:
     model = make(ent_coef="auto")
     model.set_logger(configure(str(tmp_path), ["csv"]))

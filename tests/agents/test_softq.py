@@ -95,11 +95,6 @@ def test_arguments_of_the_wrong_type(kwargs: dict[str, object], message: str) ->
         SoftQ("MlpPolicy", "CartPole-v1", **kwargs)  # type: ignore[arg-type]
 
 
-def test_continuous_action_space_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"SoftQ needs a Discrete action space, got Box"):
-        SoftQ("MlpPolicy", "Pendulum-v1")
-
-
 def test_auto_target_entropy_is_a_reachable_fraction_of_the_maximum() -> None:
     assert _fast(ent_coef="auto")._target_entropy == pytest.approx(AUTO_TARGET_ENTROPY_FRACTION * math.log(2))
     assert 0.0 < AUTO_TARGET_ENTROPY_FRACTION < 0.98
@@ -184,26 +179,6 @@ def test_auto_ent_coef_moves_toward_the_target_entropy() -> None:
     # Starting alpha = 1e-4 makes it near greedy (entropy below the target): alpha must rise.
     model = _fast(ent_coef="auto_0.0001", learning_starts=0).learn(200)
     assert model.policy.ent_coef > 1e-4
-
-
-def test_predict_shapes_and_the_reset_tuple_mistake() -> None:
-    model = _fast()
-    action, state = model.predict(_observations(1)[0], deterministic=True)
-    assert action.shape == () and state is None
-    actions, _ = model.predict(_observations(5), deterministic=False)
-    assert actions.shape == (5,)
-    env = gym.make("CartPole-v1")
-    with pytest.raises(ValueError):
-        model.predict(env.reset(seed=0))  # type: ignore[arg-type]
-
-
-def test_determinism() -> None:
-    def run() -> list[th.Tensor]:
-        model = _fast(ent_coef="auto", munchausen_coef=0.9).learn(400)
-        return [p.detach().clone() for p in model.policy.parameters()]
-
-    first, second = run(), run()
-    assert all(th.equal(a, b) for a, b in zip(first, second, strict=True))
 
 
 def test_save_load_round_trip(tmp_path: Path) -> None:

@@ -454,12 +454,16 @@ def test_importing_the_comparison_loads_no_heavy_module() -> None:
 
 
 @pytest.mark.parametrize(
-    "options",
-    [{"backend": "slurm"}, {"workers": 0}, {"ray_address": "auto"}],
+    ("options", "match"),
+    [
+        ({"backend": "slurm"}, r"backend must be one of \['local', 'ray'\], got 'slurm'"),
+        ({"workers": 0}, "workers must be an int >= 1, got 0"),
+        ({"ray_address": "auto"}, "ray_address='auto' needs backend='ray'"),
+    ],
 )
-def test_run_experiment_refuses_bad_options(tmp_path: Path, options: dict[str, Any]) -> None:
+def test_run_experiment_refuses_bad_options(tmp_path: Path, options: dict[str, Any], match: str) -> None:
     spec = spec_from_dict(tiny_spec("opts", [PPO_AGENT], [0]))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=match):
         run_experiment(spec, tmp_path, **options)
     assert not (tmp_path / "opts").exists()
 
