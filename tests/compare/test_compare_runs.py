@@ -182,13 +182,6 @@ def cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run([RLRELAX, *args], capture_output=True, text=True, timeout=300, **kwargs)
 
 
-def test_to_toml_round_trips() -> None:
-    import tomllib
-
-    spec = tiny_spec("x", [PPO_AGENT, FAILING_AGENT], [0, 1])
-    assert tomllib.loads(to_toml(spec)) == spec
-
-
 def test_cli_report_writes_the_same_files(
     local: tuple[Spec, Path, CompareResult], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,11 +12,18 @@ from gymnasium.vector import AutoresetMode
 import rlrelax.envs.cartpole as cp
 from rlrelax.envs import TorchCartPoleEnv, TorchCartPoleVectorEnv, cartpole_step
 
-# Figure documented in TorchCartPoleVectorEnv's docstring: under actions that keep the pole up, the state
-# stays within TOLERANCE of Gymnasium's for at least this many steps (measured: eager 500 of 500, bit for
-# bit on the development machine; compiled 214 at worst, 243 median, over 64 trajectories).
+# Figures documented in TorchCartPoleVectorEnv's docstring: under actions that keep the pole up, the state
+# stays within TOLERANCE of Gymnasium's for at least this many steps, over 64 trajectories. Eager mode does
+# Gymnasium's float64 arithmetic in the same order: 62 of the 64 trajectories stay bit-identical for the
+# whole 500-step episode, and the 2 others first differ in the last bit at steps 13 and later (where
+# torch's and the C library's cos or sin round differently), then drift out of 1e-9 after 228 steps at
+# worst; so eager mode is held to the whole episode on all but a few trajectories. The fused compiled step
+# reorders the arithmetic from the first step (measured 214 at worst, 243 median). The bars keep a margin
+# below the worst measured.
 TOLERANCE = 1e-9
-MIN_STEPS_WITHIN_TOLERANCE = 150
+MIN_STEPS_WITHIN_TOLERANCE = {False: 200, True: 150}
+# Eager mode only: trajectories (of 64) that must stay within tolerance for the whole episode.
+MIN_WHOLE_EPISODES_EAGER = 60
 
 
 def balancing_actions(seed: int, n_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -75,7 +82,9 @@ def test_stays_within_tolerance_of_cartpole_env_over_a_balanced_horizon(compile:
         assert truncated[within].eq(t == horizon - 1).all()
     steps = f"{first_outside.min()} steps (median {np.median(first_outside)})"
     print(f"compile={compile}: within {TOLERANCE} of Gymnasium's CartPoleEnv for {steps}")
-    assert first_outside.min() >= MIN_STEPS_WITHIN_TOLERANCE
+    assert first_outside.min() >= MIN_STEPS_WITHIN_TOLERANCE[compile]
+    if not compile:
+        assert (first_outside == horizon).sum() >= MIN_WHOLE_EPISODES_EAGER
 
 
 @pytest.mark.parametrize("compile", [False, True])
