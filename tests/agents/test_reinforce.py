@@ -1,6 +1,7 @@
 """Tests of the REINFORCE agent: options, bad input, SB3 callbacks, determinism, save/load, logging."""
 
 import csv
+import math
 from pathlib import Path
 from typing import Any
 
@@ -170,16 +171,23 @@ def test_actor_loss_matches_the_formula(baseline: str, expected_baseline: list[f
 
 
 def test_value_baseline_uses_the_value_head() -> None:
+    # A uniform policy (log pi = log 1/2 for every action) and a value head that outputs 0.5 everywhere make
+    # every number below a closed form. The returns 6, 5, 3, 4, 2, 1 have mean 3.5 and standard deviation
+    # sqrt(17.5 / 5) = sqrt(3.5).
     model = REINFORCE("MlpPolicy", "CartPole-v1", normalize_advantage=False, ent_coef=0.1, seed=0)
-    batch = make_batch(model)
-    loss, info = model._actor_loss(batch)
-    returns = th.tensor([6.0, 5, 3, 4, 2, 1])
-    values, log_probs, entropy = model.policy.evaluate_actions(batch.observations, batch.actions)
-    scale, offset = returns.std(), returns.mean()
-    advantages = returns - (values.flatten().detach() * scale + offset)
-    th.testing.assert_close(info["policy_loss"], -(log_probs * advantages).mean())
-    th.testing.assert_close(info["value_loss"], ((values.flatten() - (returns - offset) / scale) ** 2).mean())
-    th.testing.assert_close(loss, info["policy_loss"] - 0.1 * entropy.mean())
+    with th.no_grad():
+        for layer, bias in ((model.policy.action_net, 0.0), (model.policy.value_net, 0.5)):
+            layer.weight.zero_()
+            layer.bias.fill_(bias)
+    loss, info = model._actor_loss(make_batch(model))
+    # The value head regresses on (G - 3.5) / sqrt(3.5), whose mean is 0 and mean square 17.5 / 21 = 5/6:
+    # the squared error of 0.5 is 0.25 + 5/6.
+    th.testing.assert_close(info["value_loss"], th.tensor(13 / 12))
+    # The baseline maps 0.5 back to 3.5 + 0.5·sqrt(3.5); the mean advantage is -0.5·sqrt(3.5).
+    policy_loss = -0.5 * math.log(2) * math.sqrt(3.5)
+    th.testing.assert_close(info["policy_loss"], th.tensor(policy_loss))
+    th.testing.assert_close(info["entropy"], th.tensor(math.log(2)))
+    th.testing.assert_close(loss, th.tensor(policy_loss - 0.1 * math.log(2)))
     info["value_loss"].backward()
     assert model.policy.value_net.weight.grad is not None
 
