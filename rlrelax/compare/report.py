@@ -1,8 +1,8 @@
-"""The report of an experiment folder: ``report.md``, ``summary.csv``, ``runs.csv`` and two plots.
+"""The report of an experiment folder: ``report.md``, three CSV tables and two plots.
 
 Only finished runs (with ``result.json``) are read. The statistics use fixed bootstrap seeds and the files
 hold no timestamps or absolute paths, so the same runs always give byte-identical ``report.md``,
-``summary.csv`` and ``runs.csv``.
+``summary.csv``, ``runs.csv`` and ``evaluations.csv``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ __all__ = ["write_report"]
 REPORT_FILE = "report.md"
 SUMMARY_FILE = "summary.csv"
 RUNS_FILE = "runs.csv"
+EVALUATIONS_FILE = "evaluations.csv"
 CURVES_FILE = "learning_curves.png"
 FINAL_FILE = "final_returns.png"
 
@@ -136,6 +137,16 @@ def _runs_csv(summaries: list[AgentSummary]) -> str:
     return _csv(rows)
 
 
+def _evaluations_csv(summaries: list[AgentSummary]) -> str:
+    """Every evaluation of every run (the mean return over its episodes): the learning curves, compactly."""
+    rows: list[list[Any]] = [["env_id", "agent", "seed", "timestep", "mean_return"]]
+    for s in summaries:
+        for run in s.runs:
+            for timestep, returns in zip(run.timesteps, run.returns, strict=True):
+                rows.append([s.env_id, s.label, run.seed, int(timestep), _num(float(returns.mean()), 3)])
+    return _csv(rows)
+
+
 def _unfinished(experiment_dir: Path) -> list[str]:
     """Run folders without ``result.json``: failed (``error.txt``) or interrupted; not counted anywhere."""
     lines = []
@@ -220,7 +231,10 @@ def _markdown(
 
 
 def write_report(experiment_dir: str | Path, *, reps: int = 10_000, seed: int = 0) -> dict[str, Path]:
-    """Write ``report.md``, ``summary.csv``, ``runs.csv``, ``learning_curves.png`` and ``final_returns.png``.
+    """Write ``report.md``, ``summary.csv``, ``runs.csv``, ``evaluations.csv`` and the two plots.
+
+    ``runs.csv`` holds each run's final return and ``evaluations.csv`` every evaluation of every run: small
+    enough to commit, they keep a comparison's results when its run folders are gone.
 
     The plots need matplotlib (``pip install 'rlrelax[compare]'``); without it they are left out and the
     report says so.
@@ -236,9 +250,15 @@ def write_report(experiment_dir: str | Path, *, reps: int = 10_000, seed: int = 
     if not summaries:
         raise ValueError(f"{directory} holds no finished run (no <env>/<agent>/seed-<n>/{RESULT_FILE})")
     notes = _unfinished(directory)
-    written = {SUMMARY_FILE: directory / SUMMARY_FILE, RUNS_FILE: directory / RUNS_FILE}
-    (directory / SUMMARY_FILE).write_text(_summary_csv(summaries))
-    (directory / RUNS_FILE).write_text(_runs_csv(summaries))
+    tables = {
+        SUMMARY_FILE: _summary_csv(summaries),
+        RUNS_FILE: _runs_csv(summaries),
+        EVALUATIONS_FILE: _evaluations_csv(summaries),
+    }
+    written = {}
+    for name, table in tables.items():
+        (directory / name).write_text(table)
+        written[name] = directory / name
     plots: list[str] = []
     try:
         from rlrelax.compare.plots import plot_final_returns, plot_learning_curves

@@ -39,7 +39,14 @@ def test_cartpole_ci_comparison(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     directory = tmp_path / "cartpole"
-    for name in ["report.md", "summary.csv", "runs.csv", "learning_curves.png", "final_returns.png"]:
+    for name in [
+        "report.md",
+        "summary.csv",
+        "runs.csv",
+        "evaluations.csv",
+        "learning_curves.png",
+        "final_returns.png",
+    ]:
         assert (directory / name).stat().st_size > 0, name
     with open(directory / "runs.csv") as file:
         runs = list(csv.DictReader(file))

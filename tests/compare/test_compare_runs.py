@@ -35,7 +35,8 @@ HERE = Path(__file__).resolve().parent
 RLRELAX = str(Path(sys.executable).with_name("rlrelax"))
 TINY_PPO = {"n_steps": 64, "batch_size": 64, "n_epochs": 2, "policy_kwargs": {"net_arch": [16]}}
 TINY_DQN = {"learning_starts": 100, "buffer_size": 1000, "policy_kwargs": {"net_arch": [16]}}
-REPORT_FILES = ["report.md", "summary.csv", "runs.csv", "learning_curves.png", "final_returns.png"]
+TABLES = ["report.md", "summary.csv", "runs.csv", "evaluations.csv"]
+REPORT_FILES = [*TABLES, "learning_curves.png", "final_returns.png"]
 
 
 class FailsOnSeedOne(PPO):
@@ -154,7 +155,7 @@ def test_report_reads_finished_runs_only_and_is_deterministic(
 ) -> None:
     _, out, _ = local
     directory = out / "unit"
-    before = {name: (directory / name).read_bytes() for name in ["report.md", "summary.csv", "runs.csv"]}
+    before = {name: (directory / name).read_bytes() for name in TABLES}
     write_report(directory)
     for name, content in before.items():
         assert (directory / name).read_bytes() == content, name
@@ -176,6 +177,15 @@ def test_report_reads_finished_runs_only_and_is_deterministic(
         runs = list(csv.DictReader(file))
     assert [(r["agent"], r["seed"]) for r in runs] == [("Failing", "0"), ("PPO", "0"), ("PPO", "1")]
     assert len(finished_runs(directory)) == 3
+    with open(directory / "evaluations.csv") as file:
+        evaluations = list(csv.DictReader(file))
+    # Evaluations at 250 and 500 steps and the final model's at 512 (PPO's last rollout of 2 x 64 overshoots),
+    # each the mean over the two episodes of its row in evaluations.npz.
+    ppo_0 = [row for row in evaluations if (row["agent"], row["seed"]) == ("PPO", "0")]
+    (run,) = [run for run in finished_runs(directory) if (run.label, run.seed) == ("PPO", 0)]
+    assert [int(row["timestep"]) for row in ppo_0] == run.timesteps.tolist()
+    assert [float(row["mean_return"]) for row in ppo_0] == pytest.approx(run.returns.mean(axis=1).tolist())
+    assert float(ppo_0[-1]["mean_return"]) == pytest.approx(float(runs[1]["final_return"]))
 
 
 def cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -474,3 +484,33 @@ def test_a_namespaced_env_id_runs_and_reads_back(tmp_path: Path) -> None:
     assert run.folder(tmp_path) == tmp_path / "ns" / "rlrelax%2FCartPole-v1" / "A2C" / "seed-0"
     (finished,) = finished_runs(tmp_path / "ns")
     assert finished.env_id == "rlrelax/CartPole-v1" and finished.seed == 0
+
+
+def test_workers_pin_mkl_to_one_code_path_unless_the_user_chose_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlrelax.compare.worker import PINNED_NUMERICS, pin_numerics
+
+    monkeypatch.delenv("MKL_CBWR", raising=False)
+    pin_numerics()
+    assert os.environ["MKL_CBWR"] == PINNED_NUMERICS["MKL_CBWR"] == "AVX2"
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    pin_numerics()
+    assert os.environ["MKL_CBWR"] == "COMPATIBLE"
+
+
+def test_a_worker_trains_with_the_pinned_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MKL_CBWR", raising=False)
+    agent = {"label": "Sees", "algorithm": f"{__name__}:RecordsMklBranch", "total_timesteps": 64}
+    data = {
+        **tiny_spec("pin", [{**agent, "kwargs": TINY_PPO}], [0]),
+        "evaluation": {"every": 64, "episodes": 1},
+    }
+    assert run_experiment(spec_from_dict(data), tmp_path, workers=1, progress=False).ok
+    assert (tmp_path / "pin" / "CartPole-v1" / "Sees" / "seed-0" / "mkl_cbwr").read_text() == "AVX2"
+
+
+class RecordsMklBranch(PPO):
+    """PPO that writes the MKL_CBWR its process saw into its log folder."""
+
+    def learn(self, *args: Any, **kwargs: Any) -> Any:
+        Path(self.logger.dir or ".", "mkl_cbwr").write_text(os.environ.get("MKL_CBWR", ""))
+        return super().learn(*args, **kwargs)
