@@ -8,9 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from torch import nn
 
@@ -393,23 +391,6 @@ def test_training_keys_reach_the_csv(tmp_path: Path) -> None:
         header = next(csv.reader(file))
     for key in ("actor_loss", "critic_loss", "ent_coef", "ent_coef_loss", "entropy", "temperature"):
         assert f"train/{key}" in header
-
-
-def _final_evaluation(model: GumbelAC, seed: int) -> float:
-    eval_env = Monitor(gym.make(ENV_ID))
-    eval_env.reset(seed=1000 + seed)
-    mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=True)
-    return float(mean)
-
-
-# The CartPole comparison in CI (tests/compare/test_cartpole_ci.py) is the learning test of "gumbel_softmax"
-# (and so of "straight_through") and "expected"; this one covers "gumbel_rao" with the defaults at the budget
-# N = 50,000 steps, on a seed where experiments/validate_gumbel_ac.py ended at 500.
-@pytest.mark.learning
-def test_gumbel_rao_defaults_solve_cartpole() -> None:
-    seed = 0
-    model = GumbelAC("MlpPolicy", ENV_ID, seed=seed, estimator="gumbel_rao").learn(50_000)
-    assert _final_evaluation(model, seed) >= 475
 
 
 def test_target_critics_move_on_every_target_update_interval_th_gradient_step() -> None:

@@ -1,10 +1,18 @@
-"""The CartPole-v1 comparison as CI runs it: experiments/cartpole.toml on its first 3 seeds, every agent.
+"""The CartPole-v1 comparisons as CI runs them: their first 3 seeds, every agent, against the committed runs.
 
-This is also the CartPole-v1 learning test of REINFORCE, SoftQ and GumbelAC (``gumbel_softmax`` and
-``exact``; ``straight_through`` trains identically to ``gumbel_softmax`` under the default critic): each
-trains with its defaults at its documented budget, and must end with a final evaluation of at least 475
-(10 deterministic episodes) on at least 2 of the 3 fixed seeds, the margin against flakiness on a
-different CPU; the report files must exist and parse. About ten minutes of 2 cores: marked ``learning``.
+``experiments/cartpole.toml`` and ``experiments/gumbel_ac_estimators.toml`` with ``--seeds 3`` are the
+CartPole-v1 learning test of REINFORCE, SoftQ and every GumbelAC estimator (``straight_through`` trains
+identically to ``gumbel_softmax`` under the default critic): each trains with its defaults at its documented
+budget, exactly as in the committed full runs (``experiments/results/*/runs.csv``), whose seeds 0-2 these
+are. The bar is that evidence: every one of these seeds that solved there (final return >= 475) must solve
+here. SB3's PPO and DQN are anchors of the comparison, not under test: their rows are not checked.
+
+Flakiness. The comparison pins MKL to its AVX2 kernels, so on an x86-64 CPU with torch's MKL build these
+runs are bit for bit the committed ones and the test cannot flake; what it catches is a change to an
+agent, to its defaults or to the evaluation. Where the numerics differ (another BLAS, an ARM CPU, another
+torch), each seed is a new draw: a seed that solved with probability p (about 0.9 for the rlrelax agents,
+0.6 for GumbelAC's ``gumbel_softmax`` under AVX-512 kernels; see ``experiments/results/cartpole/``) fails
+with probability 1 - p. About ten minutes of 2 cores: marked ``learning``.
 """
 
 import csv
@@ -18,44 +26,48 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 RLRELAX_AGENTS = {"REINFORCE", "SoftQ", "GumbelAC"}
 THRESHOLD = 475.0
-MIN_SOLVED_SEEDS = 2  # of 3
+SEEDS = 3
+# spec -> its committed full run
+COMPARISONS = {
+    "cartpole.toml": REPO / "experiments" / "results" / "cartpole" / "runs.csv",
+    "gumbel_ac_estimators.toml": REPO / "experiments" / "results" / "gumbel_ac_estimators" / "runs.csv",
+}
+
+
+def final_returns(runs_csv: Path) -> dict[tuple[str, int], float]:
+    with open(runs_csv) as file:
+        return {(row["agent"], int(row["seed"])): float(row["final_return"]) for row in csv.DictReader(file)}
 
 
 @pytest.mark.learning
-def test_cartpole_ci_comparison(tmp_path: Path) -> None:
-    spec = REPO / "experiments" / "cartpole.toml"
+@pytest.mark.parametrize("spec", COMPARISONS)
+def test_ci_comparison_solves_the_seeds_the_committed_run_solved(spec: str, tmp_path: Path) -> None:
     command = [
         str(Path(sys.executable).with_name("rlrelax")),
         "compare",
-        str(spec),
+        str(REPO / "experiments" / spec),
         "--seeds",
-        "3",
+        str(SEEDS),
         "--out",
         str(tmp_path),
+        "--workers",
+        str(len(os.sched_getaffinity(0))),
+        "--no-progress",
     ]
-    workers = str(len(os.sched_getaffinity(0)))
-    done = subprocess.run(
-        [*command, "--workers", workers, "--no-progress"], capture_output=True, text=True, timeout=20 * 60
-    )
+    done = subprocess.run(command, capture_output=True, text=True, timeout=20 * 60)
     assert done.returncode == 0, done.stdout + done.stderr
-    directory = tmp_path / "cartpole"
-    for name in [
-        "report.md",
-        "summary.csv",
-        "runs.csv",
-        "evaluations.csv",
-        "learning_curves.png",
-        "final_returns.png",
-    ]:
+    (directory,) = tmp_path.iterdir()
+    for name in ["report.md", "summary.csv", "runs.csv", "evaluations.csv", "learning_curves.png"]:
         assert (directory / name).stat().st_size > 0, name
-    with open(directory / "runs.csv") as file:
-        runs = list(csv.DictReader(file))
+    assert (directory / "report.md").read_text().startswith(f"# Comparison: {directory.name}")
+
     with open(directory / "summary.csv") as file:
-        summary = {row["agent"]: row for row in csv.DictReader(file)}
-    assert len(runs) == 6 * 3 and all(row["runs"] == "3" for row in summary.values())
-    for label, row in summary.items():
-        if row["algorithm"] in RLRELAX_AGENTS:
-            finals = [float(r["final_return"]) for r in runs if r["agent"] == label]
-            solved = sum(f >= THRESHOLD for f in finals)
-            assert solved >= MIN_SOLVED_SEEDS, f"{label}: final returns {finals}"
-    assert (directory / "report.md").read_text().startswith("# Comparison: cartpole")
+        algorithms = {row["agent"]: row["algorithm"] for row in csv.DictReader(file)}
+    here = final_returns(directory / "runs.csv")
+    committed = final_returns(COMPARISONS[spec])
+    assert set(here) == {(label, seed) for label in algorithms for seed in range(SEEDS)}
+    under_test = [key for key in sorted(here) if algorithms[key[0]] in RLRELAX_AGENTS]
+    assert under_test, "no rlrelax agent in the comparison"
+    must_solve = [key for key in under_test if committed[key] >= THRESHOLD]
+    failed = {key: (here[key], committed[key]) for key in must_solve if here[key] < THRESHOLD}
+    assert not failed, f"(label, seed): (final return now, in the committed run) {failed}"
