@@ -253,10 +253,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("compare", "train"):
-        from rlrelax.compare.worker import pin_numerics
-
-        pin_numerics()  # before torch is imported: `train` trains in this process
     if args.command == "compare":
         return _compare(args)
     if args.command == "report":

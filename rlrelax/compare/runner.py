@@ -24,14 +24,7 @@ from rlrelax.compare.store import (
     reset_run_dir,
     run_status,
 )
-from rlrelax.compare.worker import (
-    PINNED_NUMERICS,
-    RunOutcome,
-    execute_run,
-    execute_run_in_memory,
-    git_commit,
-    init_worker,
-)
+from rlrelax.compare.worker import RunOutcome, execute_run, execute_run_in_memory, git_commit, init_worker
 
 __all__ = ["CompareResult", "default_workers", "run_experiment"]
 
@@ -211,10 +204,7 @@ def _run_ray(
 ) -> None:
     with _ray_session(address, workers) as ray:
         # One CPU per run, as the local backend; the results travel back, so the cluster needs no shared disk.
-        # The pinned numerics travel as the task's environment: a Ray worker may have imported torch already.
-        remote = ray.remote(num_cpus=1, max_retries=0, runtime_env={"env_vars": dict(PINNED_NUMERICS)})(
-            execute_run_in_memory
-        )
+        remote = ray.remote(num_cpus=1, max_retries=0)(execute_run_in_memory)
         refs = {remote.remote(run.to_config(), commit): run for run in pending}
         try:
             while refs:

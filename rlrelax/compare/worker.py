@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import subprocess
 import tempfile
@@ -28,25 +27,9 @@ from rlrelax.compare.store import (
     write_json_atomic,
 )
 
-__all__ = [
-    "PINNED_NUMERICS",
-    "RunOutcome",
-    "execute_run",
-    "execute_run_in_memory",
-    "git_commit",
-    "init_worker",
-    "pin_numerics",
-]
+__all__ = ["RunOutcome", "execute_run", "execute_run_in_memory", "git_commit", "init_worker"]
 
 _PACKAGES = ("rlrelax", "stable-baselines3", "torch", "gymnasium", "numpy")
-
-#: The environment that pins MKL's code path in every run. Intel MKL, which torch's CPU build uses for its
-#: matrix products, picks kernels by CPU: its AVX-512 and AVX2 kernels round differently, and training
-#: amplifies a difference in the last bit into another outcome (SoftQ seed 7 of the CartPole comparison
-#: ends at 500 with AVX2 kernels and at 123 with AVX-512 ones). Pinning AVX2, which x86-64 CPUs of the last
-#: decade all have, gives a run the same result on any of them, at no measurable cost for these small
-#: networks. A value already set in the environment is kept.
-PINNED_NUMERICS = {"MKL_CBWR": "AVX2"}
 
 # Evaluation episodes run side by side in this many envs at most, so that the policy sees a batch of
 # observations per forward pass instead of one (evaluate_policy spreads the episodes evenly over them).
@@ -72,26 +55,14 @@ class RunOutcome:
         return self.result is not None
 
 
-def pin_numerics() -> None:
-    """Set :data:`PINNED_NUMERICS` in this process's environment, where it is not set already.
-
-    MKL reads it once, when torch first uses it: call this before torch is imported. The processes this one
-    starts inherit it.
-    """
-    for name, value in PINNED_NUMERICS.items():
-        os.environ.setdefault(name, value)
-
-
 def init_worker() -> None:
-    """Prepare a worker process: pinned numerics, one torch thread (runs are the parallel unit), Ctrl-C left
-    to the parent.
+    """Prepare a worker process: one torch thread (runs are the parallel unit), Ctrl-C left to the parent.
 
     A terminal's Ctrl-C reaches the whole process group; the parent stops the workers itself, so a worker
     never dies half-way through writing a file of its own accord.
     """
     import signal
 
-    pin_numerics()
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -484,33 +484,3 @@ def test_a_namespaced_env_id_runs_and_reads_back(tmp_path: Path) -> None:
     assert run.folder(tmp_path) == tmp_path / "ns" / "rlrelax%2FCartPole-v1" / "A2C" / "seed-0"
     (finished,) = finished_runs(tmp_path / "ns")
     assert finished.env_id == "rlrelax/CartPole-v1" and finished.seed == 0
-
-
-def test_workers_pin_mkl_to_one_code_path_unless_the_user_chose_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rlrelax.compare.worker import PINNED_NUMERICS, pin_numerics
-
-    monkeypatch.delenv("MKL_CBWR", raising=False)
-    pin_numerics()
-    assert os.environ["MKL_CBWR"] == PINNED_NUMERICS["MKL_CBWR"] == "AVX2"
-    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
-    pin_numerics()
-    assert os.environ["MKL_CBWR"] == "COMPATIBLE"
-
-
-def test_a_worker_trains_with_the_pinned_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MKL_CBWR", raising=False)
-    agent = {"label": "Sees", "algorithm": f"{__name__}:RecordsMklBranch", "total_timesteps": 64}
-    data = {
-        **tiny_spec("pin", [{**agent, "kwargs": TINY_PPO}], [0]),
-        "evaluation": {"every": 64, "episodes": 1},
-    }
-    assert run_experiment(spec_from_dict(data), tmp_path, workers=1, progress=False).ok
-    assert (tmp_path / "pin" / "CartPole-v1" / "Sees" / "seed-0" / "mkl_cbwr").read_text() == "AVX2"
-
-
-class RecordsMklBranch(PPO):
-    """PPO that writes the MKL_CBWR its process saw into its log folder."""
-
-    def learn(self, *args: Any, **kwargs: Any) -> Any:
-        Path(self.logger.dir or ".", "mkl_cbwr").write_text(os.environ.get("MKL_CBWR", ""))
-        return super().learn(*args, **kwargs)
