@@ -5,7 +5,9 @@ CartPole-v1 learning test of REINFORCE, SoftQ and every GumbelAC estimator (``st
 identically to ``gumbel_softmax`` under the default critic): each trains with its defaults at its documented
 budget, exactly as in the committed full runs (``experiments/results/*/runs.csv``), whose seeds 0-2 these
 are. The bar is that evidence: every one of these seeds that solved there (final return >= 475) must solve
-here. SB3's PPO and DQN are anchors of the comparison, not under test: their rows are not checked.
+here, and each agent's IQM final return over the three seeds must reach 90% of the committed runs' (which
+also guards the seeds that did not solve there against getting worse). SB3's PPO and DQN are anchors of the
+comparison, not under test: their rows are not checked.
 
 Flakiness. On the machine that made the committed runs (and any whose CPU takes the same kernels in MKL
 and torch) these runs are bit for bit the committed ones, so the test cannot flake there; what it catches
@@ -24,10 +26,15 @@ from pathlib import Path
 
 import pytest
 
+from rlrelax.compare import iqm
+
 REPO = Path(__file__).resolve().parents[2]
 RLRELAX_AGENTS = {"REINFORCE", "SoftQ", "GumbelAC"}
 THRESHOLD = 475.0
 SEEDS = 3
+# The IQM floor as a fraction of the committed runs' IQM over the same seeds: equal on the committed
+# machine; the 10% margin lets one unsolved seed of another machine's draw move by about 100 either way.
+IQM_FLOOR = 0.9
 # spec -> its committed full run
 COMPARISONS = {
     "cartpole.toml": REPO / "experiments" / "results" / "cartpole" / "runs.csv",
@@ -72,3 +79,6 @@ def test_ci_comparison_solves_the_seeds_the_committed_run_solved(spec: str, tmp_
     must_solve = [key for key in under_test if committed[key] >= THRESHOLD]
     failed = {key: (here[key], committed[key]) for key in must_solve if here[key] < THRESHOLD}
     assert not failed, f"(label, seed): (final return now, in the committed run) {failed}"
+    for label in {label for label, _ in under_test}:
+        now, before = ([returns[(label, seed)] for seed in range(SEEDS)] for returns in (here, committed))
+        assert iqm(now) >= IQM_FLOOR * iqm(before), f"{label}: final returns {now}, committed {before}"
