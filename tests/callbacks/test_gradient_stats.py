@@ -88,18 +88,23 @@ def test_statistics_of_known_draws() -> None:
     assert stats["signal_se"] == pytest.approx((2 / 3 * spread) ** 0.5)
 
 
-def test_signal_carries_no_monte_carlo_bias() -> None:
-    # A true SNR of 0.001: |E g|² = 1 against tr Cov = 1000. |mean|² of 4 draws averages 1 + 1000/4.
+def test_signal_and_bias_carry_no_monte_carlo_bias() -> None:
+    # A true SNR of 0.001: |E g|² = 1 against tr Cov = 1000, and draws that are unbiased for g* = E g. With 4
+    # draws, |mean|² averages 1 + 1000/4 and |mean - g*|²/|g*|² averages 1000/4; the estimates must average
+    # 1 and 0.
     generator = torch.Generator().manual_seed(0)
     mean = torch.zeros(1_000, dtype=torch.float64)
     mean[0] = 1.0
-    signals = []
+    signals, biases = [], []
     for _ in range(400):
         draws = mean + torch.randn(4, 1_000, generator=generator, dtype=torch.float64)
-        signals.append(gradient_statistics(ActorGradientDraws(draws, None))["signal"])
-    average, error = np.mean(signals), np.std(signals) / np.sqrt(len(signals))
-    assert abs(average - 1.0) < 4 * error, (average, error)
-    assert error < 2.0  # so the test tells 1 from the naive 251
+        stats = gradient_statistics(ActorGradientDraws(draws, mean))
+        signals.append(stats["signal"])
+        biases.append(stats["relative_bias_sq"])
+    for values, truth in ((signals, 1.0), (biases, 0.0)):
+        average, error = np.mean(values), np.std(values) / np.sqrt(len(values))
+        assert abs(average - truth) < 4 * error, (average, error, truth)
+        assert error < 2.0  # so the test tells the truth from the naive 250
 
 
 @pytest.mark.parametrize(("estimator", "options"), [("score_function", {}), ("gumbel_softmax", {"tau": 5.0})])
