@@ -182,7 +182,7 @@ class SoftQ(OffPolicyAlgorithm):
         self._create_aliases()
         # Derived here, not in __init__: SB3's load() restores the arguments without calling __init__.
         self._ent_coef_auto, initial_ent_coef = parse_ent_coef(self.ent_coef)
-        n_actions = int(self.action_space.n)  # type: ignore[attr-defined]
+        n_actions = int(check_discrete_action_space(self.action_space, type(self).__name__).n)
         self._target_entropy = resolve_target_entropy(self.target_entropy, n_actions, self._ent_coef_auto)
         # Copy running stats, see SB3 GH issue #996
         self.batch_norm_stats = get_parameters_by_name(self.q_net, ["running_"])
