@@ -119,7 +119,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from rlrelax.compare import ExperimentLockedError, SpecError, load_spec, run_experiment
+    from rlrelax.compare import DamagedRunError, ExperimentLockedError, SpecError, load_spec, run_experiment
 
     def fail(kind: str, error: BaseException, status: int) -> int:
         print(f"rlrelax compare: {kind}: {error}", file=sys.stderr)
@@ -144,6 +144,8 @@ def _compare(args: argparse.Namespace) -> int:
         )
     except SpecError as error:  # the store holds finished runs of another config
         return fail("invalid spec", error, EXIT_INVALID)
+    except DamagedRunError as error:  # found before any run started
+        return fail("damaged run store", error, EXIT_INVALID)
     except ExperimentLockedError as error:
         return fail("busy", error, EXIT_BUSY)
     except ImportError as error:  # the Ray backend without Ray
@@ -165,7 +167,8 @@ def _compare(args: argparse.Namespace) -> int:
         print(f"report: {report}")
     if result.failed:
         print(
-            "failed runs (traceback in each folder's error.txt; rerun the command to retry them):",
+            "failed runs (rerun the command to retry them; a traceback, where one was written, is in the "
+            "run folder's error.txt):",
             file=sys.stderr,
         )
         for outcome in result.failed:

@@ -36,6 +36,7 @@ from rlrelax.compare.stats import (
     steps_to_threshold,
 )
 from rlrelax.compare.store import (
+    DamagedRunError,
     ExperimentLockedError,
     FinishedRun,
     RunResult,
@@ -52,6 +53,7 @@ __all__ = [
     "AgentSpec",
     "AgentSummary",
     "CompareResult",
+    "DamagedRunError",
     "Evaluation",
     "ExperimentLockedError",
     "FinishedRun",

@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from multiprocessing.context import SpawnContext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,12 +22,13 @@ from rlrelax.compare.spec import RunSpec, Spec, check_store
 from rlrelax.compare.store import (
     ERROR_FILE,
     RESULT_FILE,
+    RunFolderBusyError,
+    claim_run_dir,
     experiment_lock,
     finished_runs,
-    reset_run_dir,
     run_status,
 )
-from rlrelax.compare.worker import RunOutcome, execute_run, execute_run_in_memory, git_commit, init_worker
+from rlrelax.compare.worker import RunOutcome, execute_run_in_memory, git_commit, serve
 
 __all__ = ["CompareResult", "default_workers", "run_experiment"]
 
@@ -107,7 +111,9 @@ def _describe(run: RunSpec, outcome: RunOutcome) -> str:
     name = f"{run.env_id} {run.agent.label} seed={run.seed}"
     result = outcome.result
     if result is None:
-        return f"FAILED {name}: {outcome.error} (traceback in {outcome.folder}/{ERROR_FILE})"
+        error_file = Path(outcome.folder) / ERROR_FILE
+        where = f" (traceback in {error_file})" if error_file.exists() else ""
+        return f"FAILED {name}: {outcome.error}{where}"
     verdict = (
         ""
         if result.threshold is None
@@ -122,57 +128,110 @@ def _describe(run: RunSpec, outcome: RunOutcome) -> str:
 def _failure(run: RunSpec, out: Path, message: str) -> RunOutcome:
     """Record a run whose worker died without reporting (its process was killed, or Ray lost it)."""
     folder = run.folder(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / ERROR_FILE).write_text(message + "\n")
+    try:
+        with claim_run_dir(folder, wipe=False) as held:
+            held.write(ERROR_FILE, (message + "\n").encode())
+    except (OSError, RunFolderBusyError) as error:
+        message += f" ({ERROR_FILE} could not be written: {error})"
     return RunOutcome(str(folder), error=message)
+
+
+def _ending(exitcode: int | None) -> str:
+    """How a process ended, from its exit code."""
+    if exitcode is not None and exitcode < 0:
+        return f"killed by {signal.Signals(-exitcode).name}"
+    return f"exit status {exitcode}"
 
 
 #: Called with each run and its outcome as it ends.
 Done = Callable[[RunSpec, RunOutcome], None]
 
 
+class _Worker:
+    """A local worker process (:func:`~rlrelax.compare.worker.serve`) and the run it is executing.
+
+    :param context: the multiprocessing context that starts it
+    :param commit: the git commit to record in each run's config
+    """
+
+    def __init__(self, context: SpawnContext, commit: str | None) -> None:
+        self.connection, theirs = context.Pipe()
+        self.process = context.Process(target=serve, args=(theirs, commit), name="rlrelax-worker")
+        self.process.start()
+        # The worker's end lives in the worker alone, so the worker's death reads as end of file here.
+        theirs.close()
+        self.run: RunSpec | None = None
+
+    def give(self, run: RunSpec, out: Path) -> None:
+        """Send the worker a run to execute.
+
+        :param run: the run
+        :param out: the store's root
+        """
+        self.connection.send((run.to_config(), str(run.folder(out))))
+        self.run = run
+
+    def outcome(self, run: RunSpec, out: Path) -> RunOutcome:
+        """Receive the outcome of the worker's run; a worker that died first fails the run alone.
+
+        :param run: the worker's run
+        :param out: the store's root
+        :return: the outcome
+        """
+        try:
+            outcome: RunOutcome = self.connection.recv()
+        except (EOFError, OSError):
+            self.process.join()
+            return _failure(run, out, f"the worker process died ({_ending(self.process.exitcode)})")
+        return outcome
+
+
 def _run_local(pending: list[RunSpec], out: Path, workers: int, commit: str | None, done: Done) -> None:
     # spawn: a forked child would inherit the parent's torch threads and locks; each worker imports afresh.
     context = multiprocessing.get_context("spawn")
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker)
+    todo = deque(pending)
+    pool: list[_Worker] = []
     try:
-        futures: dict[Future, RunSpec] = {
-            executor.submit(execute_run, run.to_config(), str(run.folder(out)), commit): run
-            for run in pending
-        }
-        for future in as_completed(futures):
-            run = futures[future]
-            try:
-                outcome = future.result()
-            except Exception as error:
-                outcome = _failure(run, out, f"the worker process died: {type(error).__name__}: {error}")
-            done(run, outcome)
+        for _ in range(workers):
+            pool.append(_Worker(context, commit))
+            pool[-1].give(todo.popleft(), out)
+        while busy := [worker for worker in pool if worker.run is not None]:
+            ready = wait([w.connection for w in busy] + [w.process.sentinel for w in busy])
+            for index, worker in enumerate(pool):
+                run = worker.run
+                if run is None or (worker.connection not in ready and worker.process.sentinel not in ready):
+                    continue
+                worker.run = None
+                done(run, worker.outcome(run, out))
+                if not todo:
+                    worker.connection.close()  # no more runs: the worker ends
+                    continue
+                if not worker.process.is_alive():  # killed: its run failed alone, a new worker goes on
+                    worker = pool[index] = _Worker(context, commit)
+                worker.give(todo.popleft(), out)
     except BaseException:
         # Ctrl-C, SIGTERM or an error here: stop the workers now rather than letting them finish their runs.
         # A run stopped half-way has no result.json (it is written last, atomically) and is redone on resume.
-        # Python < 3.14 has no ProcessPoolExecutor.terminate_workers, hence the private process table.
-        processes = list(getattr(executor, "_processes", {}).values())
-        for process in processes:
-            process.terminate()
-        executor.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.join(timeout=10)
+        for worker in pool:
+            worker.process.terminate()
+        for worker in pool:
+            worker.process.join(timeout=10)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
         raise
-    executor.shutdown(wait=True)
+    for worker in pool:
+        worker.process.join()
 
 
 def _write_files(folder: Path, files: dict[str, bytes]) -> None:
-    """Write a run folder received from a remote worker, ``result.json`` last and atomically."""
-    reset_run_dir(folder)
-    for name, content in files.items():
-        if name != RESULT_FILE:
-            target = folder / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
-    if RESULT_FILE in files:
-        temp = folder / f".{RESULT_FILE}.tmp"
-        temp.write_bytes(files[RESULT_FILE])
-        os.replace(temp, folder / RESULT_FILE)
+    """Write a run folder received from a remote worker, ``result.json`` last."""
+    with claim_run_dir(folder, wipe=True) as held:
+        for name, content in files.items():
+            if name != RESULT_FILE:
+                held.write(name, content)
+        if RESULT_FILE in files:
+            held.write(RESULT_FILE, files[RESULT_FILE])
 
 
 @contextmanager
@@ -264,6 +323,9 @@ def run_experiment(
     experiment_dir = out / spec.name
     runs = spec.runs()
     with experiment_lock(experiment_dir):
+        # Every finished run in the folder is checked before any run starts (the report reads them all): a
+        # damaged one stops the command here, not after hours of runs.
+        finished_runs(experiment_dir)
         pending = [run for run in runs if run_status(run.folder(out), run.to_config()) != "finished"]
         result = CompareResult(experiment_dir, total=len(runs), skipped=len(runs) - len(pending))
         bar = _Progress(len(runs), result.skipped, progress)

@@ -3,7 +3,12 @@
 Each run folder holds ``config.json`` (the resolved run config, library versions, git commit),
 ``evaluations.npz`` (SB3's ``EvalCallback`` format), ``progress.csv`` (SB3's logger; TensorBoard events
 too when asked), ``model.zip``, on failure ``error.txt`` (the traceback), and -- written last and
-atomically -- ``result.json``, the marker that the run finished. Only folders with a ``result.json`` count.
+atomically -- ``result.json``, the marker that the run finished, which also lists the size and SHA-256 of
+every other file of the run. Only folders with a ``result.json`` count.
+
+One attempt at a time writes a run folder: it holds the folder (:func:`claim_run_dir`) from start to end.
+A finished run is read only after its files are checked against ``result.json``; a damaged one raises
+:class:`DamagedRunError`, naming the file, rather than being skipped or read wrong.
 
 Env ids may contain ``/`` (``rlrelax/CartPole-v1``) or ``:``, so the env folder is the id percent-encoded
 with :func:`urllib.parse.quote` (``rlrelax%2FCartPole-v1``); :func:`env_id_from_folder` reverses it.
@@ -11,11 +16,14 @@ with :func:`urllib.parse.quote` (``rlrelax%2FCartPole-v1``); :func:`env_id_from_
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
-import tempfile
+import stat
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
@@ -32,18 +40,22 @@ __all__ = [
     "MODEL_FILE",
     "PROGRESS_FILE",
     "RESULT_FILE",
+    "RUN_FILES",
+    "DamagedRunError",
     "ExperimentLockedError",
     "FinishedRun",
+    "RunFolder",
+    "RunFolderBusyError",
+    "RunFolderLostError",
     "RunResult",
+    "claim_run_dir",
     "env_folder",
     "env_id_from_folder",
     "experiment_lock",
     "finished_runs",
-    "read_json",
-    "reset_run_dir",
+    "read_finished_run",
     "run_dir",
     "run_status",
-    "write_json_atomic",
 ]
 
 CONFIG_FILE = "config.json"
@@ -53,6 +65,12 @@ EVALUATIONS_FILE = "evaluations.npz"
 PROGRESS_FILE = "progress.csv"
 MODEL_FILE = "model.zip"
 LOCK_FILE = ".lock"
+#: The files of every finished run besides ``result.json``, which lists each with its size and SHA-256.
+RUN_FILES = (CONFIG_FILE, EVALUATIONS_FILE, PROGRESS_FILE, MODEL_FILE)
+#: How long an attempt waits for another process to let go of its run folder. A worker whose runner died
+#: ends within milliseconds; one still holding the folder after this is alive and writing.
+CLAIM_WAIT_S = 10.0
+_CLAIM_POLL_S = 0.1
 
 
 def env_folder(env_id: str) -> str:
@@ -86,46 +104,251 @@ def run_dir(out: Path, experiment: str, env_id: str, label: str, seed: int) -> P
     return Path(out) / experiment / env_folder(env_id) / label / f"seed-{seed}"
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON so that ``path`` either holds all of it or does not exist (temp file + replace).
+class DamagedRunError(ValueError):
+    """A finished run (its folder holds a ``result.json``) whose files are missing, truncated or changed.
 
-    :param path: the destination
-    :param data: a JSON-serialisable dict
+    :param folder: the run folder
+    :param problem: what is wrong, naming the file
     """
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+
+    def __init__(self, folder: Path, problem: str) -> None:
+        super().__init__(
+            f"{problem}: the finished run in {folder} is damaged; delete that folder and run the comparison "
+            "again to redo the run"
+        )
+        self.folder = folder
+
+
+class RunFolderBusyError(RuntimeError):
+    """Another process holds a run folder: an earlier attempt of the run is still alive and writing it."""
+
+
+class RunFolderLostError(RuntimeError):
+    """The run folder an attempt held was deleted or replaced: the attempt writes nothing more."""
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _digest(path: str | Path, dir_fd: int | None = None) -> dict[str, Any]:
+    """The size and SHA-256 of a file, as ``result.json`` lists them."""
+    sha256 = hashlib.sha256()
+    size = 0
+    with open(os.open(path, os.O_RDONLY, dir_fd=dir_fd), "rb") as file:
+        while chunk := file.read(1 << 20):
+            sha256.update(chunk)
+            size += len(chunk)
+    return {"size": size, "sha256": sha256.hexdigest()}
+
+
+class RunFolder:
+    """One attempt's hold on its run folder, from :func:`claim_run_dir`: the folder's only writer meanwhile.
+
+    Every write goes through the held folder's descriptor, so it can never land in another folder put at the
+    same path, and first checks that the path still leads to the held folder: a writer whose folder was
+    deleted or replaced gets :class:`RunFolderLostError` and stops. SB3 writes its own files by path; the
+    attempt calls :meth:`check` as it trains.
+
+    :param path: the run folder
+    :param descriptor: an open descriptor of the folder, ``flock``-ed by this attempt
+    """
+
+    def __init__(self, path: Path, descriptor: int) -> None:
+        self.path = path
+        self._descriptor = descriptor
+
+    def check(self) -> None:
+        """Make sure the folder's path still leads to the folder this attempt holds.
+
+        :raises RunFolderLostError: if the folder was deleted or another one put in its place
+        """
+        try:
+            current = os.stat(self.path)
+        except FileNotFoundError:
+            current = None
+        if current is None or not _same_file(current, os.fstat(self._descriptor)):
+            raise RunFolderLostError(
+                f"{self.path} was deleted or replaced while this attempt was writing it: the attempt stopped "
+                "and wrote nothing more"
+            )
+
+    def write(self, name: str, content: bytes) -> None:
+        """Write one file of the folder so that it either holds all of ``content`` or is left as it was.
+
+        :param name: the file's name in the folder
+        :param content: the bytes to write
+        :raises RunFolderLostError: if the folder is no longer this attempt's
+        """
+        self.check()
+        temp = f".{name}.tmp"
+        handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666, dir_fd=self._descriptor)
+        try:
+            with open(handle, "wb") as file:
+                file.write(content)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temp, name, src_dir_fd=self._descriptor, dst_dir_fd=self._descriptor)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp, dir_fd=self._descriptor)
+            raise
+
+    def write_json(self, name: str, data: dict[str, Any]) -> None:
+        """Write a JSON object to one file of the folder, atomically (:meth:`write`).
+
+        :param name: the file's name in the folder
+        :param data: a JSON-serialisable dict
+        """
+        self.write(name, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+    def finish(self, result: RunResult) -> None:
+        """Write ``result.json``, the marker that the run finished, with the size and SHA-256 of each file.
+
+        :param result: the run's result
+        :raises RunFolderLostError: if the folder is no longer this attempt's
+        """
+        files = {
+            name: _digest(name, self._descriptor)
+            for name in sorted(os.listdir(self._descriptor))
+            if name != RESULT_FILE
+            and not name.startswith(".")
+            and stat.S_ISREG(os.stat(name, dir_fd=self._descriptor, follow_symlinks=False).st_mode)
+        }
+        self.write_json(RESULT_FILE, {**result.to_json(), "files": files})
+
+    def clear(self) -> None:
+        """Remove whatever an earlier attempt left in the folder."""
+        for name in os.listdir(self._descriptor):
+            if stat.S_ISDIR(os.stat(name, dir_fd=self._descriptor, follow_symlinks=False).st_mode):
+                shutil.rmtree(name, dir_fd=self._descriptor)
+            else:
+                os.unlink(name, dir_fd=self._descriptor)
+
+
+def _lock(folder: Path) -> int | None:
+    """An ``flock``-ed descriptor of ``folder``, or ``None`` while another process holds it."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.chmod(temp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
-        with os.fdopen(handle, "w") as file:
-            json.dump(data, file, indent=2, sort_keys=True)
-            file.write("\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        os.close(descriptor)
         raise
+    return descriptor
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+@contextmanager
+def claim_run_dir(folder: Path, *, wipe: bool, wait_s: float = CLAIM_WAIT_S) -> Iterator[RunFolder]:
+    """Hold a run folder for one attempt, creating it if need be: no other attempt can take it meanwhile.
 
+    The hold is an ``flock`` on the folder, which the operating system releases when the holder dies (even by
+    ``kill -9``): a writer that is still alive keeps every other attempt out; a dead one, nobody.
 
-def read_json(path: Path) -> dict[str, Any]:
-    """Return the JSON object stored at ``path``.
-
-    :param path: the file
-    :return: its content
-    :raises ValueError: if the file does not hold a JSON object
+    :param folder: the run folder
+    :param wipe: remove whatever an earlier attempt left in the folder
+    :param wait_s: how long to wait for another process to let go of the folder
+    :raises RunFolderBusyError: if another process still holds the folder after ``wait_s`` seconds
+    :raises OSError: if the folder cannot be created or emptied (read-only, say)
     """
+    deadline = time.monotonic() + wait_s
+    while True:
+        folder.mkdir(parents=True, exist_ok=True)
+        descriptor = _lock(folder)
+        if descriptor is not None:
+            held = RunFolder(folder, descriptor)
+            try:
+                held.check()
+                break
+            except RunFolderLostError:  # replaced while this waited for it: take the folder now there
+                os.close(descriptor)
+                continue
+        if time.monotonic() >= deadline:
+            raise RunFolderBusyError(
+                f"{folder} is held by another process, an attempt of this run that is still running (a "
+                "worker of an rlrelax command that was killed?): wait for it to end or stop it, then run the "
+                "command again"
+            )
+        time.sleep(_CLAIM_POLL_S)
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from error
+        if wipe:
+            held.clear()
+        yield held
+    finally:
+        os.close(descriptor)
+
+
+def _read_object(folder: Path, path: Path) -> dict[str, Any]:
+    """The JSON object in one file of a finished run."""
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise DamagedRunError(folder, f"{path} is missing") from None
+    except OSError as error:
+        raise DamagedRunError(folder, f"{path} cannot be read ({error.strerror})") from error
+    except ValueError as error:  # not JSON, or not UTF-8
+        raise DamagedRunError(folder, f"{path} is not valid JSON ({error})") from error
     if not isinstance(data, dict):
-        raise ValueError(f"{path} holds {type(data).__name__}, expected a JSON object")
+        raise DamagedRunError(folder, f"{path} holds a JSON {type(data).__name__}, not an object")
     return data
+
+
+def _is_digest(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and type(entry.get("size")) is int
+        and isinstance(entry.get("sha256"), str)
+        and len(entry) == 2
+    )
+
+
+def _check_files(folder: Path, listed: Any) -> None:
+    """Check the run's files against the sizes and SHA-256 that its ``result.json`` lists."""
+    marker = folder / RESULT_FILE
+    if not (
+        isinstance(listed, dict)
+        and all(Path(name).name == name not in ("", ".", "..") for name in listed)
+        and all(_is_digest(entry) for entry in listed.values())
+    ):
+        raise DamagedRunError(folder, f"{marker} does not list the run's files with their size and SHA-256")
+    missing = [name for name in RUN_FILES if name not in listed]
+    if missing:
+        raise DamagedRunError(folder, f"{marker} does not list the run's file(s) {missing}")
+    for name, expected in listed.items():
+        path = folder / name
+        try:
+            actual = _digest(path)
+        except FileNotFoundError:
+            raise DamagedRunError(folder, f"{path} is missing") from None
+        except OSError as error:
+            raise DamagedRunError(folder, f"{path} cannot be read ({error.strerror})") from error
+        if actual["size"] != expected["size"]:
+            raise DamagedRunError(
+                folder,
+                f"{path} has {actual['size']} bytes where the run wrote {expected['size']} (truncated or "
+                "overwritten)",
+            )
+        if actual["sha256"] != expected["sha256"]:
+            raise DamagedRunError(folder, f"{path} is not the file the run wrote (its SHA-256 differs)")
+
+
+def read_finished_run(folder: Path) -> tuple[dict[str, Any], RunResult]:
+    """Read a finished run's ``config.json`` and ``result.json``, after checking every file of the run.
+
+    :param folder: a run folder holding a ``result.json``
+    :return: the whole ``config.json`` and the result
+    :raises DamagedRunError: naming the first file that is missing, truncated or not what the run wrote
+    """
+    marker = folder / RESULT_FILE
+    data = _read_object(folder, marker)
+    try:
+        result = RunResult.from_json(data, marker)
+    except ValueError as error:
+        raise DamagedRunError(folder, str(error)) from error
+    _check_files(folder, data.get("files"))
+    return _read_object(folder, folder / CONFIG_FILE), result
 
 
 def run_status(folder: Path, run_config: dict[str, Any]) -> str:
@@ -137,23 +360,17 @@ def run_status(folder: Path, run_config: dict[str, Any]) -> str:
     :param folder: the run folder
     :param run_config: the run's resolved config (the ``"run"`` part of ``config.json``)
     :return: the status
+    :raises DamagedRunError: if the run finished but its files are damaged
     """
     if not folder.exists():
         return "absent"
     if not (folder / RESULT_FILE).exists():
         return "unfinished"
-    stored = read_json(folder / CONFIG_FILE).get("run")
-    return "finished" if stored == run_config else "conflict"
+    config, _ = read_finished_run(folder)
+    return "finished" if config.get("run") == run_config else "conflict"
 
 
-def reset_run_dir(folder: Path) -> None:
-    """Remove whatever an earlier attempt left in ``folder`` and create it empty.
-
-    :param folder: the run folder
-    """
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+_JSON_TYPES: dict[str, type] = {"float": float, "int": int, "bool": bool, "str": str, "None": type(None)}
 
 
 @dataclass(frozen=True)
@@ -190,12 +407,19 @@ class RunResult:
         :param data: the parsed JSON object
         :param source: the file, for messages
         :return: the result
-        :raises ValueError: naming the file and the missing keys
+        :raises ValueError: naming the file and the missing key or the value of a wrong type
         """
         names = [field.name for field in fields(cls)]
         missing = [name for name in names if name not in data]
         if missing:
             raise ValueError(f"{source} lacks the key(s) {missing} of a run result")
+        for field in fields(cls):
+            value = data[field.name]
+            # The annotations are strings here (postponed evaluation): "float", "bool | None", ...
+            allowed = [_JSON_TYPES[name] for name in str(field.type).split(" | ")]
+            # JSON has no separate integers for floats; a bool is an int to Python but not to JSON
+            if not any(type(value) is kind or (kind is float and type(value) is int) for kind in allowed):
+                raise ValueError(f"{source} holds {value!r} for {field.name}, expected {field.type}")
         return cls(**{name: data[name] for name in names})
 
 
@@ -229,10 +453,12 @@ class FinishedRun:
 def finished_runs(experiment_dir: Path) -> list[FinishedRun]:
     """Return every finished run under an experiment folder, sorted by env id, label and seed.
 
-    Folders without ``result.json`` (running, interrupted or failed runs) are ignored.
+    Folders without ``result.json`` (running, interrupted or failed runs) are ignored; every folder with one
+    is checked (:func:`read_finished_run`).
 
     :param experiment_dir: ``<out>/<experiment>``
     :return: the finished runs
+    :raises DamagedRunError: naming the first damaged file of a finished run
     """
     runs = []
     for marker in Path(experiment_dir).glob(f"*/*/seed-*/{RESULT_FILE}"):
@@ -240,6 +466,8 @@ def finished_runs(experiment_dir: Path) -> list[FinishedRun]:
         seed_text = folder.name.removeprefix("seed-")
         if not seed_text.lstrip("-").isdigit():
             continue
+        config, result = read_finished_run(folder)
+        # Checked against result.json: this is the file the run wrote
         with np.load(folder / EVALUATIONS_FILE) as evaluations:
             timesteps = np.asarray(evaluations["timesteps"], dtype=np.int64)
             returns = np.asarray(evaluations["results"], dtype=np.float64)
@@ -248,8 +476,8 @@ def finished_runs(experiment_dir: Path) -> list[FinishedRun]:
                 env_id=env_id_from_folder(folder.parent.parent.name),
                 label=folder.parent.name,
                 seed=int(seed_text),
-                config=read_json(folder / CONFIG_FILE),
-                result=RunResult.from_json(read_json(marker), marker),
+                config=config,
+                result=result,
                 timesteps=timesteps,
                 returns=returns.reshape(len(timesteps), -1),
             )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import platform
 import subprocess
 import tempfile
+import threading
 import time
 import traceback
 import uuid
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +25,22 @@ from rlrelax.compare.store import (
     CONFIG_FILE,
     ERROR_FILE,
     MODEL_FILE,
-    RESULT_FILE,
+    RunFolder,
+    RunFolderBusyError,
+    RunFolderLostError,
     RunResult,
-    reset_run_dir,
-    write_json_atomic,
+    claim_run_dir,
 )
 
-__all__ = ["RunOutcome", "execute_run", "execute_run_in_memory", "git_commit", "init_worker"]
+__all__ = ["RunOutcome", "execute_run", "execute_run_in_memory", "git_commit", "init_worker", "serve"]
 
 _PACKAGES = ("rlrelax", "stable-baselines3", "torch", "gymnasium", "numpy")
 
 # Evaluation episodes run side by side in this many envs at most, so that the policy sees a batch of
 # observations per forward pass instead of one (evaluate_policy spreads the episodes evenly over them).
 MAX_EVAL_ENVS = 16
+#: The exit status of a worker process that ended because its runner had ended.
+EXIT_ORPHANED = 1
 
 
 @dataclass(frozen=True)
@@ -112,8 +119,9 @@ def _environment(commit: str | None) -> dict[str, Any]:
     }
 
 
-def _train(run: dict[str, Any], folder: Path) -> RunResult:
+def _train(run: dict[str, Any], held: RunFolder, attempt: str) -> RunResult:
     # Imported here, in the worker: the comparison's driver and `rlrelax report` never need SB3 or torch.
+    from stable_baselines3.common.callbacks import ConvertCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.logger import configure
 
@@ -122,6 +130,13 @@ def _train(run: dict[str, Any], folder: Path) -> RunResult:
     from rlrelax.compare.hyperparams import resolve_kwargs
     from rlrelax.compare.registry import import_object
 
+    def still_held(_locals: dict[str, Any], _globals: dict[str, Any]) -> bool:
+        # SB3 writes its files by path: stop at the first step after the folder was taken away, before SB3
+        # writes into whatever folder now has its path.
+        held.check()
+        return True
+
+    folder = held.path
     cls = import_object(run["algorithm_path"])
     evaluation = run["evaluation"]
     make = partial(make_env, run["env_id"])
@@ -140,8 +155,9 @@ def _train(run: dict[str, Any], folder: Path) -> RunResult:
             verbose=0,
         )
         start = time.perf_counter()
-        model.learn(total_timesteps=run["total_timesteps"], callback=callback)
+        model.learn(total_timesteps=run["total_timesteps"], callback=[ConvertCallback(still_held), callback])
         wall_time = time.perf_counter() - start
+        held.check()
         model.save(folder / MODEL_FILE)
         model.logger.close()
     finally:
@@ -156,7 +172,7 @@ def _train(run: dict[str, Any], folder: Path) -> RunResult:
         threshold=threshold,
         solved=None if threshold is None else final_return >= threshold,
         wall_time_s=wall_time,
-        attempt=uuid.uuid4().hex,
+        attempt=attempt,
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 
@@ -164,8 +180,11 @@ def _train(run: dict[str, Any], folder: Path) -> RunResult:
 def execute_run(run: dict[str, Any], folder: str | Path, commit: str | None = None) -> RunOutcome:
     """Execute one run into ``folder``, wiping what an earlier attempt left there.
 
-    Writes ``config.json`` first and ``result.json`` last (atomically); a failure writes its traceback to
-    ``error.txt`` instead of raising, so the other runs go on.
+    The attempt holds the folder from start to end (:func:`~rlrelax.compare.store.claim_run_dir`), writes
+    ``config.json`` first and ``result.json`` last, atomically. A failure writes its traceback to
+    ``error.txt`` instead of raising, so the other runs go on. A folder that cannot be taken (read-only,
+    still held by a live attempt) fails the run untouched; a folder deleted or replaced while the run
+    trains fails it with nothing more written.
 
     :param run: the run's resolved config (:meth:`RunSpec.to_config`)
     :param folder: the run folder
@@ -173,15 +192,65 @@ def execute_run(run: dict[str, Any], folder: str | Path, commit: str | None = No
     :return: the outcome: the result, or the error
     """
     path = Path(folder)
-    reset_run_dir(path)
-    write_json_atomic(path / CONFIG_FILE, {"run": run, "environment": _environment(commit)})
     try:
-        result = _train(run, path)
+        with claim_run_dir(path, wipe=True) as held:
+            return _attempt(run, held, commit)
+    except (OSError, RunFolderBusyError) as error:
+        return RunOutcome(str(path), error=f"the run folder cannot be taken: {type(error).__name__}: {error}")
+
+
+def _attempt(run: dict[str, Any], held: RunFolder, commit: str | None) -> RunOutcome:
+    """Train into a held, empty run folder as a new attempt (its id is in config.json and result.json)."""
+    attempt = uuid.uuid4().hex
+    try:
+        held.write_json(CONFIG_FILE, {"run": run, "environment": _environment(commit), "attempt": attempt})
+        result = _train(run, held, attempt)
+        held.finish(result)
+    except RunFolderLostError as error:
+        return RunOutcome(str(held.path), error=str(error))
     except Exception as error:
-        (path / ERROR_FILE).write_text(traceback.format_exc())
-        return RunOutcome(str(path), error=f"{type(error).__name__}: {error}")
-    write_json_atomic(path / RESULT_FILE, result.to_json())
-    return RunOutcome(str(path), result=result)
+        message = f"{type(error).__name__}: {error}"
+        try:
+            held.write(ERROR_FILE, traceback.format_exc().encode())
+        except (OSError, RunFolderLostError) as unwritten:  # a full disk fails this write too
+            message += f" (its traceback could not be written to {ERROR_FILE}: {unwritten})"
+        return RunOutcome(str(held.path), error=message)
+    return RunOutcome(str(held.path), result=result)
+
+
+def _end_with_parent() -> None:
+    """Start a thread that ends this process the moment its parent process ends, however it ends."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        raise RuntimeError("not a process started by multiprocessing: it has no parent to end with")
+
+    def watch() -> None:
+        # The sentinel is the read end of a pipe whose write end only the parent holds: it turns readable
+        # when the parent ends, even by kill -9. Ending at once, with no clean-up, writes nothing more.
+        wait([parent.sentinel])
+        os._exit(EXIT_ORPHANED)
+
+    threading.Thread(target=watch, name="rlrelax-end-with-runner", daemon=True).start()
+
+
+def serve(connection: Connection, commit: str | None) -> None:
+    """Be a local worker process: execute the runs the runner sends, one at a time, until it sends no more.
+
+    The runner sends ``(run config, run folder)`` and receives the :class:`RunOutcome`; closing its end of
+    the connection tells the worker to end. The worker also ends the moment the runner ends, however it ends
+    (``kill -9`` included), so a worker never goes on writing into the store without its runner.
+
+    :param connection: the worker's end of its connection to the runner
+    :param commit: the git commit to record in each run's ``config.json``
+    """
+    init_worker()
+    _end_with_parent()
+    while True:
+        try:
+            run, folder = connection.recv()
+        except EOFError:
+            return
+        connection.send(execute_run(run, folder, commit))
 
 
 def execute_run_in_memory(
@@ -191,7 +260,7 @@ def execute_run_in_memory(
 
     :param run: the run's resolved config
     :param commit: the git commit to record
-    :return: the outcome of :func:`execute_run` and the run folder's files (relative path -> content)
+    :return: the outcome of :func:`execute_run` and the run folder's files (name -> content)
     """
     import torch
 
@@ -200,5 +269,5 @@ def execute_run_in_memory(
     with tempfile.TemporaryDirectory(prefix="rlrelax-run-") as temp:
         folder = Path(temp) / "run"
         outcome = execute_run(run, folder, commit)
-        files = {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+        files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
     return outcome, files

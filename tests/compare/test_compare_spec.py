@@ -20,6 +20,7 @@ from rlrelax.compare import (
     spec_from_dict,
 )
 from rlrelax.compare.hyperparams import resolve_kwargs
+from rlrelax.compare.store import RunResult, claim_run_dir
 from rlrelax.relax import LinearSchedule
 
 REPO = Path(__file__).resolve().parents[2]
@@ -204,6 +205,15 @@ def test_first_seeds_keeps_the_full_runs_configs() -> None:
         spec.first_seeds(0)
 
 
+def finish_without_training(folder: Path, run_config: dict[str, Any]) -> None:
+    """Write a finished run's folder as the store does, with empty files where training writes its own."""
+    with claim_run_dir(folder, wipe=True) as held:
+        held.write_json("config.json", {"run": run_config})
+        for name in ("evaluations.npz", "progress.csv", "model.zip"):
+            held.write(name, b"")
+        held.finish(RunResult(0.0, 0, 0, None, None, 0.0, attempt="a", finished_at="2000-01-01T00:00:00"))
+
+
 def test_finished_runs_with_a_different_config_are_refused(tmp_path: Path) -> None:
     spec = spec_from_dict(minimal())
     run = spec.runs()[1]
@@ -212,11 +222,11 @@ def test_finished_runs_with_a_different_config_are_refused(tmp_path: Path) -> No
     other = {**run.to_config(), "total_timesteps": 999}
     (folder / "config.json").write_text(json.dumps({"run": other}))
     check_store(spec, tmp_path)  # an unfinished run is debris, redone whatever its config
-    (folder / "result.json").write_text("{}")
+    finish_without_training(folder, other)
     with pytest.raises(SpecError) as info:
         check_store(spec, tmp_path)
     assert info.value.key == "agents[0]" and "different config" in info.value.reason
-    (folder / "config.json").write_text(json.dumps({"run": run.to_config()}))
+    finish_without_training(folder, run.to_config())
     check_store(spec, tmp_path)  # the same config: the run is simply kept
 
 
