@@ -7,14 +7,19 @@ median training wall time (evaluation time excluded) until the first evaluation 
 number of seeds that got there, and the ratios to SB3 PPO and SB3 DQN (> 1 means rlrelax is faster).
 
 The contenders are the agents of ``experiments/cartpole.toml`` (SB3's PPO and DQN with RL Zoo's tuned
-CartPole-v1 hyperparameters, rlrelax's agents with their defaults) plus GumbelAC's Gumbel-Rao estimator.
+CartPole-v1 hyperparameters, rlrelax's agents with their defaults) plus GumbelAC's other estimators
+(``straight_through`` trains exactly as ``gumbel_softmax`` under the default mixture critic, so it is not
+repeated). Time to solve varies a lot from seed to seed, hence five seeds by default and medians. The
+machine and the thread count are printed with the table: the ratios are only comparable on one machine.
 
 Usage::
 
-    python benchmarks/bench_agents.py --seeds 0 1 2
+    python benchmarks/bench_agents.py                 # seeds 0-4
+    python benchmarks/bench_agents.py --only SoftQ    # one rlrelax agent (and the SB3 baselines)
 """
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -27,18 +32,18 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback, StopTrainingOnRewardThreshold
 from stable_baselines3.common.env_util import make_vec_env
 
+from rlrelax._platform import cpu_model
 from rlrelax.compare import load_spec
 from rlrelax.compare.hyperparams import resolve_kwargs
 from rlrelax.compare.registry import resolve_algorithm
-from rlrelax.compare.spec import AgentSpec
 
 ENV_ID = "CartPole-v1"
 BASELINES = ("PPO", "DQN")  # labels in experiments/cartpole.toml; always run, for the ratios
 
 
 SPEC = Path(__file__).resolve().parents[1] / "experiments" / "cartpole.toml"
-# Added to the comparison's agents: the Gumbel-Rao estimator, which the comparison leaves out.
-EXTRA = [AgentSpec("GumbelAC-gumbel_rao", "GumbelAC", "", 50_000, kwargs={"estimator": "gumbel_rao"})]
+# Added to the comparison's agents: the estimators of experiments/gumbel_ac_estimators.toml.
+EXTRA = list(load_spec(SPEC.with_name("gumbel_ac_estimators.toml")).agents)
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ class TimedEvalCallback(EvalCallback):
 class Outcome:
     steps_per_second: float
     seconds_to_solve: float | None
+    steps_to_solve: int | None
 
 
 def run(contender: Contender, seed: int, eval_every: int, threshold: float) -> Outcome:
@@ -124,14 +130,19 @@ def run(contender: Contender, seed: int, eval_every: int, threshold: float) -> O
         verbose=0,
     )
     model.learn(contender.budget, callback=[clock, evaluation])
-    return Outcome(model.num_timesteps / clock.training_seconds(), clock.solved_after)
+    solved = clock.solved_after is not None
+    return Outcome(
+        model.num_timesteps / clock.training_seconds(),
+        clock.solved_after,
+        model.num_timesteps if solved else None,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--eval-every", type=int, default=2_000, help="env steps between evaluations")
     parser.add_argument("--threshold", type=float, default=475.0)
     parser.add_argument("--only", nargs="*", default=None, help="labels to run (SB3 baselines always run)")
@@ -157,13 +168,23 @@ def main() -> None:
         f"\nCartPole-v1, seeds {args.seeds}, evaluation every {args.eval_every} steps, "
         f"threshold {args.threshold}"
     )
-    print(f"{'algorithm':<28}{'steps/s':>9}{'solved':>8}{'median s':>10}{'vs PPO':>8}{'vs DQN':>8}")
+    print(
+        f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} thread"
+    )
+    print(
+        f"{'algorithm':<28}{'steps/s':>9}{'solved':>8}{'median steps':>14}{'median s':>10}"
+        f"{'vs PPO':>8}{'vs DQN':>8}"
+    )
     for label, outcomes in results.items():
         speed = statistics.median(outcome.steps_per_second for outcome in outcomes)
         solved = sum(outcome.seconds_to_solve is not None for outcome in outcomes)
         seconds = median_solve(label)
+        steps = statistics.median(
+            outcome.steps_to_solve if outcome.steps_to_solve is not None else float("inf")
+            for outcome in outcomes
+        )
         print(
-            f"{label:<28}{speed:>9.0f}{f'{solved}/{len(outcomes)}':>8}{seconds:>10.1f}"
+            f"{label:<28}{speed:>9.0f}{f'{solved}/{len(outcomes)}':>8}{steps:>14,.0f}{seconds:>10.1f}"
             f"{ppo / seconds:>8.2f}{dqn / seconds:>8.2f}"
         )
 

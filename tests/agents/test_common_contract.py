@@ -206,3 +206,19 @@ def test_any_vec_env_and_evaluate_policy(agent: type[BaseAlgorithm]) -> None:
             total, done = total + float(reward), terminated or truncated
         by_hand.append(total)
     assert returns == by_hand
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(("agent", "kwargs"), CONFIGURATIONS)
+def test_trains_saves_and_loads_on_cuda(
+    agent: type[BaseAlgorithm], kwargs: dict[str, Any], tmp_path: Path
+) -> None:
+    model = make(agent, device="cuda", **kwargs).learn(400)
+    assert all(value.device.type == "cuda" for value in parameters(model).values())
+    model.save(tmp_path / "model.zip")
+    on_cpu = agent.load(tmp_path / "model.zip", device="cpu")
+    for name, value in parameters(model).items():
+        torch.testing.assert_close(parameters(on_cpu)[name], value.cpu(), rtol=0, atol=0)
+    back = agent.load(tmp_path / "model.zip", env=make_vec_env(ENV_ID, seed=1), device="cuda")
+    back.learn(200, reset_num_timesteps=False)
+    assert all(value.device.type == "cuda" for value in parameters(back).values())
