@@ -16,14 +16,16 @@ Usage::
 
     python benchmarks/bench_agents.py                 # seeds 0-4
     python benchmarks/bench_agents.py --only SoftQ    # one rlrelax agent (and the SB3 baselines)
+    python benchmarks/bench_agents.py --only GumbelAC-exact --set train_freq=8 --no-baselines  # a variant
 """
 
 import argparse
 import os
 import statistics
 import time
+import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +140,24 @@ def run(contender: Contender, seed: int, eval_every: int, threshold: float) -> O
     )
 
 
+def parse_overrides(assignments: list[str]) -> dict[str, Any]:
+    """Parse ``--set KEY=VALUE`` arguments, each VALUE a TOML value.
+
+    :param assignments: the ``KEY=VALUE`` strings
+    :return: the keyword arguments
+    """
+    overrides = {}
+    for assignment in assignments:
+        key, equals, value = assignment.partition("=")
+        if not equals or not key.isidentifier():
+            raise SystemExit(f"--set takes KEY=VALUE, got {assignment!r}")
+        try:
+            overrides[key] = tomllib.loads(f"value = {value}")["value"]
+        except tomllib.TOMLDecodeError as error:
+            raise SystemExit(f"--set {assignment!r}: {value!r} is not a TOML value ({error})") from None
+    return overrides
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -145,14 +165,28 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--eval-every", type=int, default=2_000, help="env steps between evaluations")
     parser.add_argument("--threshold", type=float, default=475.0)
-    parser.add_argument("--only", nargs="*", default=None, help="labels to run (SB3 baselines always run)")
+    parser.add_argument("--only", nargs="*", default=None, help="labels to run (and the SB3 baselines)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a keyword argument of the rlrelax agents run (VALUE in TOML: 8, 0.99, 'auto')",
+    )
+    parser.add_argument("--no-baselines", action="store_true", help="skip SB3's PPO and DQN (no ratios)")
     args = parser.parse_args()
+    overrides = parse_overrides(args.set)
     torch.set_num_threads(1)
 
     results: dict[str, list[Outcome]] = {}
     for contender in contenders():
-        if args.only and contender.label not in (*BASELINES, *args.only):
+        is_baseline = contender.label in BASELINES
+        if (is_baseline and args.no_baselines) or (
+            not is_baseline and args.only and contender.label not in args.only
+        ):
             continue
+        if overrides and not is_baseline:
+            contender = replace(contender, kwargs={**contender.kwargs, **overrides})
         results[contender.label] = [
             run(contender, seed, args.eval_every, args.threshold) for seed in args.seeds
         ]
@@ -163,10 +197,10 @@ def main() -> None:
         # A seed that never solved counts as infinitely slow, so the median stays honest.
         return statistics.median(t if t is not None else float("inf") for t in times)
 
-    ppo, dqn = (median_solve(label) for label in BASELINES)
+    ppo, dqn = (float("nan") if args.no_baselines else median_solve(label) for label in BASELINES)
     print(
         f"\nCartPole-v1, seeds {args.seeds}, evaluation every {args.eval_every} steps, "
-        f"threshold {args.threshold}"
+        f"threshold {args.threshold}" + (f", rlrelax agents with {overrides}" if overrides else "")
     )
     print(
         f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} thread"
