@@ -263,6 +263,8 @@ def _run_ray(
 ) -> None:
     with _ray_session(address, workers) as ray:
         # One CPU per run, as the local backend; the results travel back, so the cluster needs no shared disk.
+        # A task writes only its own temporary folder: the driver is the store's one writer, and should it die
+        # (kill -9 included), Ray ends the tasks of its job itself.
         remote = ray.remote(num_cpus=1, max_retries=0)(execute_run_in_memory)
         refs = {remote.remote(run.to_config(), commit): run for run in pending}
         try:
