@@ -1,7 +1,9 @@
 """Pieces every rlrelax agent shares: argument checks, the soft critic's target and alpha, gradient draws."""
 
 from rlrelax.agents.common.checks import (
+    FactorisedSpace,
     check_discrete_action_space,
+    check_factorised_action_space,
     check_munchausen,
     check_soft_critic_arguments,
 )
@@ -21,7 +23,9 @@ __all__ = [
     "AUTO_TARGET_ENTROPY_FRACTION",
     "SOFT_CRITIC_LEARNING_RATE",
     "ActorGradientDraws",
+    "FactorisedSpace",
     "check_discrete_action_space",
+    "check_factorised_action_space",
     "check_munchausen",
     "check_soft_critic_arguments",
     "check_target_entropy",

@@ -29,6 +29,37 @@ def check_discrete_action_space(action_space: spaces.Space, algorithm: str) -> s
     return action_space
 
 
+#: The action spaces of several discrete choices at once, each sampled from its own factor of the policy.
+FactorisedSpace = spaces.Discrete | spaces.MultiDiscrete | spaces.MultiBinary
+
+
+def check_factorised_action_space(action_space: spaces.Space, algorithm: str) -> FactorisedSpace:
+    """Return ``action_space`` if it is ``Discrete``, a one-dimensional ``MultiDiscrete`` or ``MultiBinary``.
+
+    These are the spaces whose policy factorises over one or more categorical (or Bernoulli) choices, laid
+    side by side in one vector. A ``MultiDiscrete`` or ``MultiBinary`` with a multi-dimensional shape
+    (an ``nvec`` of shape ``(2, 3)``, say) is refused: the agents' policies and buffers lay the choices
+    out along one axis.
+
+    :param action_space: the environment's action space
+    :param algorithm: the algorithm's name, for the message
+    :return: the same space
+    """
+    if isinstance(action_space, spaces.Discrete):
+        return action_space
+    if isinstance(action_space, spaces.MultiDiscrete | spaces.MultiBinary):
+        if len(action_space.shape) != 1:
+            raise ValueError(
+                f"{algorithm} needs a one-dimensional {type(action_space).__name__}, got {action_space!r} "
+                f"of shape {action_space.shape}; flatten its choices into one axis"
+            )
+        return action_space
+    raise ValueError(
+        f"{algorithm} needs a Discrete, MultiDiscrete or MultiBinary action space, got {action_space!r}; "
+        "for continuous actions use an algorithm such as SB3's SAC or PPO."
+    )
+
+
 def check_munchausen(coef: object, clip: object) -> None:
     """Check the Munchausen term's arguments: ``coef >= 0`` (0: off) and ``clip < 0``, both finite.
 

@@ -24,7 +24,7 @@ from rlrelax._validation import (
     check_positive,
     check_unit_interval,
 )
-from rlrelax.agents.common import ActorGradientDraws, check_discrete_action_space, flat_gradient
+from rlrelax.agents.common import ActorGradientDraws, check_factorised_action_space, flat_gradient
 from rlrelax.agents.reinforce.policies import MlpPolicy
 from rlrelax.estimators import leave_one_out_baseline, mean_baseline, score_function_surrogate
 from rlrelax.relax import LinearSchedule
@@ -44,7 +44,8 @@ class Episode:
     """One complete episode, collected under a single policy.
 
     :param observations: the observations ``s_0 .. s_{T-1}``, shape ``(T, *obs_shape)``
-    :param actions: the actions ``a_0 .. a_{T-1}``, shape ``(T,)``
+    :param actions: the actions ``a_0 .. a_{T-1}``, shape ``(T,)`` for a ``Discrete`` space, else
+        ``(T, n_choices)``
     :param rewards: the rewards ``r_1 .. r_T``, shape ``(T,)``
     """
 
@@ -68,7 +69,7 @@ class EpisodeBuffer:
         self.episodes: list[Episode] = []
         self._completed = np.zeros(n_envs, dtype=np.int64)
         self._observations: list[list[np.ndarray]] = [[] for _ in range(n_envs)]
-        self._actions: list[list[int]] = [[] for _ in range(n_envs)]
+        self._actions: list[list[np.ndarray]] = [[] for _ in range(n_envs)]
         self._rewards: list[list[float]] = [[] for _ in range(n_envs)]
 
     def reset(self) -> None:
@@ -91,12 +92,12 @@ class EpisodeBuffer:
         """Whether every env has contributed its quota: the rollout is complete."""
         return bool((self._completed >= self.quota).all())
 
-    def add(self, env_index: int, observation: np.ndarray, action: int, reward: float) -> None:
+    def add(self, env_index: int, observation: np.ndarray, action: np.ndarray, reward: float) -> None:
         """Append one step to the episode running in env ``env_index``.
 
         :param env_index: which env took the step
         :param observation: the observation the action was chosen on
-        :param action: the action taken
+        :param action: the action taken: an index, or one entry per choice
         :param reward: the reward received for it
         """
         self._observations[env_index].append(observation)
@@ -138,7 +139,8 @@ class EpisodeBatch:
     the episodes of the batch.
 
     :param observations: shape ``(N, *obs_shape)`` for the N steps of the batch
-    :param actions: shape ``(N,)``
+    :param actions: shape ``(N,)`` (int64) for a ``Discrete`` space, else ``(N, n_choices)`` (float32, as in
+        SB3's buffers)
     :param returns: reward-to-go, shape ``(M, T)`` for M episodes of at most T steps
     :param mask: ``True`` where ``returns`` holds a real step, shape ``(M, T)``
     """
@@ -192,7 +194,10 @@ class REINFORCE(BaseAlgorithm):
     The defaults target ``REINFORCE("MlpPolicy", "CartPole-v1").learn(200_000)``; their evidence is in
     ``experiments/tuning/reinforce.md``.
 
-    Supported action spaces: ``spaces.Discrete`` only; the observation space must not be a ``Dict``.
+    Supported action spaces: ``Discrete``, and ``MultiDiscrete`` and ``MultiBinary`` of one dimension, with
+    SB3's distributions for them (a categorical per choice, or a Bernoulli per bit; their log-probabilities
+    add up); anything else is a ``ValueError`` naming the space. The observation space must not be a
+    ``Dict``.
 
     :param policy: the policy model to use (``"MlpPolicy"`` or an ``ActorCriticPolicy`` subclass)
     :param env: the environment to learn from (if registered in Gym, can be str)
@@ -270,7 +275,7 @@ class REINFORCE(BaseAlgorithm):
         )
         # ``load`` builds the model without an env first and checks the saved spaces itself.
         if env is not None:
-            check_discrete_action_space(self.action_space, type(self).__name__)
+            check_factorised_action_space(self.action_space, type(self).__name__)
         if env is not None and isinstance(self.observation_space, spaces.Dict):
             raise ValueError(
                 f"{type(self).__name__} does not support Dict observation spaces, "
@@ -311,19 +316,26 @@ class REINFORCE(BaseAlgorithm):
         """
         Draw actions from the policy, as ``policy.get_distribution(obs).get_actions()`` does.
 
-        The Gumbel-max trick ``argmax(logits + Gumbel noise)`` draws exactly from the categorical
-        policy, from the global torch RNG, without building a ``torch.distributions`` object, which would
-        cost more than the network itself on the one-observation batches of a rollout.
+        The Gumbel-max trick ``argmax(logits + Gumbel noise)``, once per choice, draws exactly from the
+        categorical policy, and a uniform draw below ``sigmoid(logit)`` from a Bernoulli one, from the global
+        torch RNG, without building a ``torch.distributions`` object, which would cost more than the network
+        itself on the one-observation batches of a rollout.
 
         :param observations: a batch of observations
-        :return: the actions, shape ``(batch,)``
+        :return: the actions, shape ``(batch,)`` for a ``Discrete`` space, else ``(batch, n_choices)``
         """
         policy = self.policy
         features = policy.pi_features_extractor(
             preprocess_obs(observations, self.observation_space, normalize_images=policy.normalize_images)
         )
         logits = policy.action_net(policy.mlp_extractor.forward_actor(features))
-        return (logits - th.empty_like(logits).exponential_().log()).argmax(dim=-1)
+        if isinstance(self.action_space, spaces.MultiBinary):
+            return (th.rand_like(logits) < th.sigmoid(logits)).long()
+        scores = logits - th.empty_like(logits).exponential_().log()
+        if isinstance(self.action_space, spaces.MultiDiscrete):
+            sizes = [int(n) for n in self.action_space.nvec]
+            return th.stack([choice.argmax(dim=-1) for choice in scores.split(sizes, dim=-1)], dim=-1)
+        return scores.argmax(dim=-1)
 
     def collect_rollouts(self, env: VecEnv, callback: BaseCallback, episode_buffer: EpisodeBuffer) -> bool:
         """
@@ -369,10 +381,7 @@ class REINFORCE(BaseAlgorithm):
             for env_index in range(env.num_envs):
                 if recording[env_index]:
                     episode_buffer.add(
-                        env_index,
-                        obs[env_index],
-                        int(actions[env_index]),
-                        float(rewards[env_index]),
+                        env_index, obs[env_index], actions[env_index], float(rewards[env_index])
                     )
                 if dones[env_index]:
                     if recording[env_index]:
@@ -396,11 +405,13 @@ class REINFORCE(BaseAlgorithm):
         observations = np.concatenate([episode.observations for episode in episodes])
         observations_tensor = obs_as_tensor(observations, self.device)
         assert isinstance(observations_tensor, th.Tensor)
+        actions = th.as_tensor(np.concatenate([episode.actions for episode in episodes]), device=self.device)
+        if not isinstance(self.action_space, spaces.Discrete):
+            # SB3's distributions take several choices as floats, as its own buffers store them.
+            actions = actions.float()
         return EpisodeBatch(
             observations=observations_tensor,
-            actions=th.as_tensor(
-                np.concatenate([episode.actions for episode in episodes]), device=self.device
-            ),
+            actions=actions,
             returns=th.as_tensor(discounted_returns(rewards, self.gamma), device=self.device),
             mask=th.as_tensor(mask, device=self.device),
         )
