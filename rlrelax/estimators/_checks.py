@@ -61,23 +61,41 @@ def reject_unknown_options(estimator: str, options: Mapping[str, object], valid:
         )
 
 
-def evaluate(f: Callable[[Tensor], Tensor], actions: Tensor) -> Tensor:
+def evaluate(f: Callable[[Tensor], Tensor], actions: Tensor, name: str = "f") -> Tensor:
     """Call ``f`` on actions ``(n_samples, *batch, K)`` and check that it returns ``(n_samples, *batch)``.
 
-    :param f: the objective
+    :param f: the objective (or a control variate)
     :param actions: one-hot or relaxed actions
+    :param name: what ``f`` is called in the error message
     :return: ``f(actions)``
     """
     values = f(actions)
     if not isinstance(values, Tensor):
-        raise TypeError(f"f must return a torch.Tensor, got {type(values).__name__}")
+        raise TypeError(f"{name} must return a torch.Tensor, got {type(values).__name__}")
     expected = tuple(actions.shape[:-1])
     if tuple(values.shape) != expected:
         raise ValueError(
-            f"f must map actions of shape {tuple(actions.shape)} to values of shape (n_samples, *batch) = "
-            f"{expected}, got shape {tuple(values.shape)}"
+            f"{name} must map actions of shape {tuple(actions.shape)} to values of shape "
+            f"(n_samples, *batch) = {expected}, got shape {tuple(values.shape)}"
         )
     return values
+
+
+def perturb(log_probs: Tensor, n_samples: int, generator: torch.Generator | None) -> Tensor:
+    """``log_probs + G`` for ``n_samples`` draws of iid Gumbel(0, 1) noise ``G``.
+
+    Differentiable in ``log_probs``; its argmax along the last dimension is a sample of
+    ``softmax(log_probs)`` (the Gumbel-max trick).
+
+    :param log_probs: (possibly unnormalized) log-probabilities ``(*batch, K)``
+    :param n_samples: number of draws
+    :param generator: source of randomness (``None``: the global RNG)
+    :return: the perturbed log-probabilities ``(n_samples, *batch, K)``
+    """
+    noise = gumbel_noise(
+        (n_samples, *log_probs.shape), generator=generator, device=log_probs.device, dtype=log_probs.dtype
+    )
+    return log_probs + noise
 
 
 def sample_actions(log_probs: Tensor, n_samples: int, generator: torch.Generator | None) -> Tensor:
@@ -88,7 +106,4 @@ def sample_actions(log_probs: Tensor, n_samples: int, generator: torch.Generator
     :param generator: source of randomness (``None``: the global RNG)
     :return: action indices ``(n_samples, *batch)``
     """
-    noise = gumbel_noise(
-        (n_samples, *log_probs.shape), generator=generator, device=log_probs.device, dtype=log_probs.dtype
-    )
-    return (log_probs.detach() + noise).argmax(dim=-1)
+    return perturb(log_probs.detach(), n_samples, generator).argmax(dim=-1)

@@ -1,5 +1,6 @@
 """The Gumbel-Rao estimator: straight-through Gumbel-softmax, Rao-Blackwellized over the noise."""
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -68,12 +69,31 @@ def conditional_gumbel(
     noise = gumbel_noise(
         (n_samples, *logits.shape), generator=generator, device=logits.device, dtype=work_dtype
     )
-    chosen = actions_one_hot.bool().expand_as(noise)
+    perturbed = conditionally_perturbed(log_p, actions_one_hot.bool(), noise)
+    return torch.where(torch.isneginf(log_p), noise, perturbed - log_p).to(logits.dtype)
+
+
+def conditionally_perturbed(log_probs: Tensor, chosen: Tensor, noise: Tensor) -> Tensor:
+    """``log_probs + G`` for Gumbel noise ``G`` conditioned on its argmax being ``chosen``, differentiably.
+
+    The construction of :func:`conditional_gumbel`, written as a function of ``log_probs`` for fixed
+    ``noise``: the reparameterization of ``z~ ~ p(z | argmax z = b)`` that REBAR (Tucker et al., 2017,
+    appendix) differentiates through, where Gumbel-Rao does not.
+
+    :param log_probs: normalized log-probabilities ``(..., K)`` (``-inf`` for impossible entries)
+    :param chosen: boolean one-hot mask of the conditioning entry, broadcastable to ``noise``
+    :param noise: iid Gumbel(0, 1) noise ``(..., K)``, to which ``log_probs`` broadcasts
+    :return: the perturbed log-probabilities, ``-inf`` where ``log_probs`` is ``-inf``
+    """
+    impossible = torch.isneginf(log_probs)
+    # A NaN in the branch where() drops still reaches the backward pass as 0 * NaN, so -inf is kept out.
+    finite_log_probs = torch.where(impossible, 0.0, log_probs)
+    chosen = chosen.expand_as(noise)
     # With normalized log-probabilities logsumexp is 0, so the maximum is the chosen entry's own noise;
     # the other entries reuse their noise as E_i = exp(-G_i) ~ Exp(1).
     top = torch.where(chosen, noise, 0.0).sum(dim=-1, keepdim=True)
-    perturbed = torch.where(chosen, top, -torch.logaddexp(-top, -(log_p + noise)))
-    return torch.where(torch.isneginf(log_p), noise, perturbed - log_p).to(logits.dtype)
+    perturbed = torch.where(chosen, top, -torch.logaddexp(-top, -(finite_log_probs + noise)))
+    return perturbed.masked_fill(impossible, -math.inf)
 
 
 def gumbel_rao_straight_through(

@@ -9,6 +9,7 @@ from torch import Tensor
 from rlrelax.estimators.exact import exact_estimator
 from rlrelax.estimators.gumbel_rao import gumbel_rao_estimator
 from rlrelax.estimators.pathwise import gumbel_softmax_estimator, straight_through_estimator
+from rlrelax.estimators.rebar import rebar_estimator, relax_estimator
 from rlrelax.estimators.score_function import score_function_estimator
 
 
@@ -36,6 +37,8 @@ ESTIMATORS: dict[str, Estimator] = {
     "gumbel_softmax": gumbel_softmax_estimator,
     "straight_through": straight_through_estimator,
     "gumbel_rao": gumbel_rao_estimator,
+    "rebar": rebar_estimator,
+    "relax": relax_estimator,
     "exact": exact_estimator,
 }
 

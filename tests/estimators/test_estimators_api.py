@@ -17,7 +17,7 @@ from rlrelax.estimators import (
     score_function_surrogate,
 )
 
-SAMPLING = ("score_function", "gumbel_softmax", "straight_through", "gumbel_rao")
+SAMPLING = ("score_function", "gumbel_softmax", "straight_through", "gumbel_rao", "rebar", "relax")
 WITH_TAU = ("gumbel_softmax", "straight_through", "gumbel_rao")
 # Options that make every estimator valid with n_samples=4.
 OPTIONS: dict[str, dict[str, object]] = {
@@ -25,6 +25,8 @@ OPTIONS: dict[str, dict[str, object]] = {
     "gumbel_softmax": {"tau": 0.5},
     "straight_through": {"tau": 0.5},
     "gumbel_rao": {"tau": 0.5, "n_rao_samples": 3},
+    "rebar": {},
+    "relax": {},
     "exact": {},
 }
 
@@ -51,12 +53,20 @@ def _gradient(
 
 
 def test_registry_names_and_lookup() -> None:
-    assert set(ESTIMATORS) == {"score_function", "gumbel_softmax", "straight_through", "gumbel_rao", "exact"}
+    assert set(ESTIMATORS) == {
+        "score_function",
+        "gumbel_softmax",
+        "straight_through",
+        "gumbel_rao",
+        "rebar",
+        "relax",
+        "exact",
+    }
     for name, estimator in ESTIMATORS.items():
         assert get_estimator(name) is estimator
     for name in SAMPLING:
         assert re.search(
-            r"et al\.|and \w+ \((19|20)\d\d\)", ESTIMATORS[name].__doc__ or ""
+            r"et al\.|and [\w-]+ \((19|20)\d\d\)", ESTIMATORS[name].__doc__ or ""
         )  # cites its paper
     with pytest.raises(ValueError, match=r"'reinforce'.*'exact'.*'score_function'"):
         get_estimator("reinforce")
@@ -180,7 +190,7 @@ def test_surrogate_is_a_scalar_and_gradients_reach_the_parameters_of_f(name: str
     assert weights.grad is not None and torch.isfinite(weights.grad).all() and weights.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name", ["score_function", "straight_through", "gumbel_rao"])
+@pytest.mark.parametrize("name", ["score_function", "straight_through", "gumbel_rao", "relax"])
 def test_surrogate_value_is_the_sample_mean_of_f_summed_over_the_batch(name: str) -> None:
     logits = _logits(2, 3, 4)
     seen: list[Tensor] = []
