@@ -16,7 +16,6 @@ with :func:`urllib.parse.quote` (``rlrelax%2FCartPole-v1``); :func:`env_id_from_
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import json
@@ -25,7 +24,7 @@ import shutil
 import stat
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -127,10 +126,6 @@ class RunFolderLostError(RuntimeError):
     """The run folder an attempt held was deleted or replaced: the attempt writes nothing more."""
 
 
-def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-
-
 def _digest(path: str | Path, dir_fd: int | None = None) -> dict[str, Any]:
     """The size and SHA-256 of a file, as ``result.json`` lists them."""
     sha256 = hashlib.sha256()
@@ -167,7 +162,7 @@ class RunFolder:
             current = os.stat(self.path)
         except FileNotFoundError:
             current = None
-        if current is None or not _same_file(current, os.fstat(self._descriptor)):
+        if current is None or not os.path.samestat(current, os.fstat(self._descriptor)):
             raise RunFolderLostError(
                 f"{self.path} was deleted or replaced while this attempt was writing it: the attempt stopped "
                 "and wrote nothing more"
@@ -190,7 +185,7 @@ class RunFolder:
                 os.fsync(file.fileno())
             os.replace(temp, name, src_dir_fd=self._descriptor, dst_dir_fd=self._descriptor)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
+            with suppress(FileNotFoundError):
                 os.unlink(temp, dir_fd=self._descriptor)
             raise
 
@@ -309,7 +304,7 @@ def _check_files(folder: Path, listed: Any) -> None:
     marker = folder / RESULT_FILE
     if not (
         isinstance(listed, dict)
-        and all(Path(name).name == name not in ("", ".", "..") for name in listed)
+        and all(name not in ("", ".", "..") and Path(name).name == name for name in listed)
         and all(_is_digest(entry) for entry in listed.values())
     ):
         raise DamagedRunError(folder, f"{marker} does not list the run's files with their size and SHA-256")

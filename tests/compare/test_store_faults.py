@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from unittest import mock
 
 import numpy as np
@@ -61,15 +61,15 @@ class Pauses(PPO):
         return model
 
 
-def full(path: Any, *args: Any, **kwargs: Any) -> Any:
+def no_space(path: Any) -> NoReturn:
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
 
 
 class FullDisk(PPO):
     """PPO that, while ``RLRELAX_TEST_FULL_DISK`` is set, finds the disk full when it saves its model.
 
-    From then on every file this process creates finds it full too (``os.open`` creating a file), as the
-    traceback that the run would write to ``error.txt``.
+    From then on every file this process creates (``os.open`` with ``O_CREAT``) finds it full too, the
+    traceback that the run then writes to ``error.txt`` included.
     """
 
     def save(self, path: Any, *args: Any, **kwargs: Any) -> None:
@@ -78,11 +78,11 @@ class FullDisk(PPO):
 
             def open_on_a_full_disk(file: Any, flags: int, *args: Any, **kwargs: Any) -> int:
                 if flags & os.O_CREAT:
-                    full(file)
+                    no_space(file)
                 return real_open(file, flags, *args, **kwargs)
 
             mock.patch.object(os, "open", open_on_a_full_disk).start()
-            full(path)
+            no_space(path)
         super().save(path, *args, **kwargs)
 
 
@@ -100,8 +100,8 @@ class LosesItsFolder(PPO):
         return super().learn(*args, **kwargs)
 
 
-def agent(cls: type, seeds: list[int]) -> tuple[dict[str, Any], list[int]]:
-    return {**PPO_AGENT, "label": cls.__name__, "algorithm": f"test_store_faults:{cls.__name__}"}, seeds
+def agent(cls: type) -> dict[str, Any]:
+    return {**PPO_AGENT, "label": cls.__name__, "algorithm": f"test_store_faults:{cls.__name__}"}
 
 
 def write_spec(path: Path, name: str, agents: list[dict[str, Any]], seeds: list[int]) -> Path:
@@ -130,25 +130,30 @@ def results(store: Path) -> dict[str, tuple[int, str]]:
     }
 
 
-def wait_for_files(paths: list[Path], process: subprocess.Popen[str]) -> None:
-    wait_for(lambda: all(path.exists() for path in paths), process, timeout=120)
+def start_pausing(
+    tmp_path: Path, agents: list[dict[str, Any]], seeds: list[int], workers: int, paused: list[int]
+) -> tuple[Path, Path, subprocess.Popen[str]]:
+    """Start ``rlrelax compare`` in a session of its own and wait until the runs of ``paused`` seeds pause.
+
+    :return: the spec file, the pause folder (``<seed>.pid``, ``<seed>.go``) and the runner process
+    """
+    spec = write_spec(tmp_path / "spec.toml", "faults", agents, seeds)
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(HERE), "RLRELAX_TEST_PAUSE": str(pause)}
+    runner = start_as_foreground_job(compare_command(spec, tmp_path / "runs", workers), env)
+    wait_for(lambda: all((pause / f"{seed}.pid").exists() for seed in paused), runner, timeout=120)
+    return spec, pause, runner
 
 
 # processes killed or stopped
 
 
 def test_killing_the_runner_alone_ends_its_workers_and_resume_loses_nothing(tmp_path: Path) -> None:
-    pauses, seeds = agent(Pauses, [0, 1])
-    spec = write_spec(tmp_path / "spec.toml", "runner", [PPO_AGENT, pauses], seeds)
-    out, pause = tmp_path / "runs", tmp_path / "pause"
-    pause.mkdir()
-    store = out / "runner" / "CartPole-v1"
-    command = compare_command(spec, out, workers=2)
     # Two workers: the PPO runs finish, then both Pauses runs train and wait, one in each worker.
-    runner = start_as_foreground_job(
-        command, {**os.environ, "PYTHONPATH": str(HERE), "RLRELAX_TEST_PAUSE": str(pause)}
-    )
-    wait_for_files([pause / "0.pid", pause / "1.pid"], runner)
+    spec, _, runner = start_pausing(tmp_path, [PPO_AGENT, agent(Pauses)], [0, 1], workers=2, paused=[0, 1])
+    out = tmp_path / "runs"
+    store = out / "faults" / "CartPole-v1"
     kept = results(store)
     assert set(kept) == {"PPO/seed-0", "PPO/seed-1"}
 
@@ -165,17 +170,9 @@ def test_killing_the_runner_alone_ends_its_workers_and_resume_loses_nothing(tmp_
 
 
 def test_killing_one_worker_fails_its_run_alone_and_resume_redoes_it(tmp_path: Path) -> None:
-    pauses, seeds = agent(Pauses, [0, 1, 2])
-    spec = write_spec(tmp_path / "spec.toml", "worker", [pauses], seeds)
-    out, pause = tmp_path / "runs", tmp_path / "pause"
-    pause.mkdir()
-    store = out / "worker" / "CartPole-v1"
-    command = compare_command(spec, out, workers=2)
-    runner = start_as_foreground_job(
-        command, {**os.environ, "PYTHONPATH": str(HERE), "RLRELAX_TEST_PAUSE": str(pause)}
-    )
     # Seeds 0 and 1 wait in the two workers; seed 2 waits its turn.
-    wait_for_files([pause / "0.pid", pause / "1.pid"], runner)
+    spec, pause, runner = start_pausing(tmp_path, [agent(Pauses)], [0, 1, 2], workers=2, paused=[0, 1])
+    store = tmp_path / "runs" / "faults" / "CartPole-v1"
     os.kill(int((pause / "0.pid").read_text()), signal.SIGKILL)
     (pause / "1.go").touch()
     (pause / "2.go").touch()
@@ -189,30 +186,22 @@ def test_killing_one_worker_fails_its_run_alone_and_resume_redoes_it(tmp_path: P
     kept = results(store)
     assert set(kept) == {"Pauses/seed-1", "Pauses/seed-2"}
 
-    assert resume(spec, out) == (2, 1, 0)
+    assert resume(spec, tmp_path / "runs") == (2, 1, 0)
     now = results(store)
     assert set(now) == {"Pauses/seed-0", "Pauses/seed-1", "Pauses/seed-2"}
     assert {run: now[run] for run in kept} == kept
 
 
 def test_sigterm_stops_the_workers_and_resume_completes(tmp_path: Path) -> None:
-    pauses, seeds = agent(Pauses, [0])
-    spec = write_spec(tmp_path / "spec.toml", "term", [pauses], seeds)
-    out, pause = tmp_path / "runs", tmp_path / "pause"
-    pause.mkdir()
-    command = compare_command(spec, out, workers=1)
-    runner = start_as_foreground_job(
-        command, {**os.environ, "PYTHONPATH": str(HERE), "RLRELAX_TEST_PAUSE": str(pause)}
-    )
-    wait_for_files([pause / "0.pid"], runner)
+    spec, _, runner = start_pausing(tmp_path, [agent(Pauses)], [0], workers=1, paused=[0])
     os.kill(runner.pid, signal.SIGTERM)  # a scheduler's stop, to the runner alone
     _, stderr = runner.communicate(timeout=60)
     assert runner.returncode == EXIT_INTERRUPTED, stderr
     assert "interrupted; finished runs are kept" in stderr
     assert group_gone(runner.pid, timeout=GONE_WITHIN_S), "workers outlived the stopped command"
-    assert not list(out.rglob("result.json"))
+    assert not list((tmp_path / "runs").rglob("result.json"))
 
-    assert resume(spec, out) == (0, 1, 0)
+    assert resume(spec, tmp_path / "runs") == (0, 1, 0)
 
 
 # one writer per run folder
@@ -247,8 +236,7 @@ def test_a_writer_whose_folder_was_taken_stops_and_writes_nothing(tmp_path: Path
     import torch
 
     torch.set_num_threads(1)  # as in the workers
-    losing, seeds = agent(LosesItsFolder, [0])
-    (run,) = spec_from_dict(tiny_spec("lost", [losing], seeds)).runs()
+    (run,) = spec_from_dict(tiny_spec("lost", [agent(LosesItsFolder)], [0])).runs()
     folder = run.folder(tmp_path)
     outcome = execute_run(run.to_config(), folder)
     assert not outcome.finished and outcome.error is not None
@@ -408,8 +396,7 @@ def test_a_read_only_run_folder_fails_its_run_with_a_clear_error(tmp_path: Path)
 
 
 def test_a_full_disk_fails_the_runs_cleanly_and_resume_redoes_them(tmp_path: Path) -> None:
-    full_disk, seeds = agent(FullDisk, [0, 1])
-    spec = write_spec(tmp_path / "spec.toml", "full", [full_disk], seeds)
+    spec = write_spec(tmp_path / "spec.toml", "full", [agent(FullDisk)], [0, 1])
     out = tmp_path / "runs"
     store = out / "full" / "CartPole-v1" / "FullDisk"
     command = compare_command(spec, out, workers=1)
