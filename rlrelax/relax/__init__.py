@@ -5,6 +5,8 @@
 - :func:`relaxed_bernoulli` -- the binary concrete distribution;
 - :func:`straight_through`, :func:`ste_sign`, :func:`hard_threshold` -- straight-through estimators;
 - :func:`soft_sort`, :func:`neural_sort` -- relaxed permutation matrices; :func:`soft_topk` -- relaxed k-hot;
+- :func:`gumbel_topk`, :func:`plackett_luce_log_prob` -- ordered k-subsets without replacement (a sample and
+  its exact log-probability);
 - schedules of SB3's ``progress_remaining`` for temperatures.
 
 Every function validates its arguments before any work (``ValueError`` naming the bad value for a
@@ -19,6 +21,7 @@ regression (Blondel et al., 2020).
 
 from rlrelax.relax.binary import relaxed_bernoulli
 from rlrelax.relax.categorical import gumbel_noise, gumbel_softmax, log_softmax, softmax
+from rlrelax.relax.plackett_luce import gumbel_topk, plackett_luce_log_prob
 from rlrelax.relax.schedules import (
     ConstantSchedule,
     CosineSchedule,
@@ -37,9 +40,11 @@ __all__ = [
     "as_schedule",
     "gumbel_noise",
     "gumbel_softmax",
+    "gumbel_topk",
     "hard_threshold",
     "log_softmax",
     "neural_sort",
+    "plackett_luce_log_prob",
     "relaxed_bernoulli",
     "soft_sort",
     "soft_topk",

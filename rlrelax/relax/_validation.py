@@ -82,6 +82,22 @@ def check_dim(x: torch.Tensor, dim: int, name: str) -> int:
     return dim
 
 
+def check_subset_size(k: object, n: int, name: str, shape: tuple[int, ...]) -> int:
+    """Check that ``k`` is an int in ``[1, n]``: how many of ``n`` items a subset or top-k holds.
+
+    :param k: the value to check
+    :param n: the number of items to choose from
+    :param name: the argument name of the tensor holding the items, used in the error message
+    :param shape: that tensor's shape, used in the error message
+    :return: ``k``
+    """
+    if not isinstance(k, int) or isinstance(k, bool):
+        raise TypeError(f"k must be an int, got {k!r}")
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in [1, n] = [1, {n}] for {name} of shape {shape}, got k={k}")
+    return k
+
+
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """Return the dtype the relaxations compute in: float64 for float64 input, float32 otherwise.
 

@@ -16,6 +16,7 @@ from rlrelax.relax._straight import _straight_through
 from rlrelax.relax._validation import (
     Temperature,
     check_float_tensor,
+    check_subset_size,
     check_tau,
     compute_dtype,
     max_abs_finite,
@@ -157,12 +158,7 @@ def soft_topk(scores: torch.Tensor, k: int, tau: Temperature = 1.0, *, hard: boo
     """
     bound = _prepare(scores, tau, hard, True)
     n = scores.shape[-1]
-    if not isinstance(k, int) or isinstance(k, bool):
-        raise TypeError(f"k must be an int, got {k!r}")
-    if not 1 <= k <= n:
-        raise ValueError(
-            f"k must be in [1, n] = [1, {n}] for scores of shape {tuple(scores.shape)}, got k={k}"
-        )
+    check_subset_size(k, n, "scores", tuple(scores.shape))
     tau_value = check_tau(tau)
     s = scores.to(torch.float64)
     if k == n:
