@@ -152,6 +152,7 @@ class RunFolder:
     def __init__(self, path: Path, descriptor: int) -> None:
         self.path = path
         self._descriptor = descriptor
+        self._held = os.fstat(descriptor)
 
     def check(self) -> None:
         """Make sure the folder's path still leads to the folder this attempt holds.
@@ -162,7 +163,7 @@ class RunFolder:
             current = os.stat(self.path)
         except FileNotFoundError:
             current = None
-        if current is None or not os.path.samestat(current, os.fstat(self._descriptor)):
+        if current is None or not os.path.samestat(current, self._held):
             raise RunFolderLostError(
                 f"{self.path} was deleted or replaced while this attempt was writing it: the attempt stopped "
                 "and wrote nothing more"
