@@ -6,17 +6,22 @@ from rlrelax.agents.common.checks import (
     check_factorised_action_space,
     check_munchausen,
     check_soft_critic_arguments,
+    choice_sizes,
 )
 from rlrelax.agents.common.gradients import ActorGradientDraws, flat_gradient, replay_observations
 from rlrelax.agents.common.soft_critic import (
     AUTO_TARGET_ENTROPY_FRACTION,
     SOFT_CRITIC_LEARNING_RATE,
+    action_value,
+    boltzmann_entropy,
     check_target_entropy,
     ent_coef_loss,
     parse_ent_coef,
     resolve_target_entropy,
     soft_bellman_target,
     soft_value,
+    split_choices,
+    state_soft_value,
 )
 
 __all__ = [
@@ -24,11 +29,14 @@ __all__ = [
     "SOFT_CRITIC_LEARNING_RATE",
     "ActorGradientDraws",
     "FactorisedSpace",
+    "action_value",
+    "boltzmann_entropy",
     "check_discrete_action_space",
     "check_factorised_action_space",
     "check_munchausen",
     "check_soft_critic_arguments",
     "check_target_entropy",
+    "choice_sizes",
     "ent_coef_loss",
     "flat_gradient",
     "parse_ent_coef",
@@ -36,4 +44,6 @@ __all__ = [
     "resolve_target_entropy",
     "soft_bellman_target",
     "soft_value",
+    "split_choices",
+    "state_soft_value",
 ]

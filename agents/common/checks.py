@@ -60,6 +60,19 @@ def check_factorised_action_space(action_space: spaces.Space, algorithm: str) ->
     )
 
 
+def choice_sizes(action_space: FactorisedSpace) -> tuple[int, ...] | None:
+    """The number of options of each choice of a space of several, or ``None`` for one ``Discrete`` choice.
+
+    :param action_space: a space accepted by :func:`check_factorised_action_space`
+    :return: ``MultiDiscrete``'s ``nvec``, two options per bit of a ``MultiBinary``, or ``None``
+    """
+    if isinstance(action_space, spaces.MultiDiscrete):
+        return tuple(int(n) for n in action_space.nvec)
+    if isinstance(action_space, spaces.MultiBinary):
+        return (2,) * int(action_space.shape[0])
+    return None
+
+
 def check_munchausen(coef: object, clip: object) -> None:
     """Check the Munchausen term's arguments: ``coef >= 0`` (0: off) and ``clip < 0``, both finite.
 

@@ -5,14 +5,14 @@ and parse the entropy coefficient alpha the same way; this module holds that log
 """
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch as th
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from torch.nn import functional as F
 
 from rlrelax._validation import check_finite_number, check_positive
-from rlrelax.relax import LinearSchedule
+from rlrelax.relax import LinearSchedule, log_softmax, softmax
 
 #: The default learning rate of the soft critics (and of GumbelAC's actor), decayed linearly to 0 over
 #: ``learn`` so that the final greedy policy does not drift away from a solution it has found
@@ -45,6 +45,84 @@ def soft_value(q_values: th.Tensor, ent_coef: float) -> th.Tensor:
     return q_max + alpha * th.logsumexp((q_values - q_max) / alpha, dim=1, keepdim=True)
 
 
+def split_choices(outputs: th.Tensor, choice_sizes: Sequence[int]) -> tuple[th.Tensor, list[th.Tensor]]:
+    """Split a factorised critic's outputs ``[V(s) | A_1(s, ·) | ... | A_M(s, ·)]`` into its parts.
+
+    A factorised (action-branching) critic values a joint action of M choices as
+    ``Q(s, a) = V(s) + Σ_m A_m(s, a_m)`` (Tavakoli, Pardo and Kormushev, 2018, "Action Branching
+    Architectures for Deep Reinforcement Learning"), so one forward pass gives every joint action's value
+    with ``1 + Σ_m |A_m|`` outputs instead of ``Π_m |A_m|``.
+
+    :param outputs: the critic's outputs, shape ``(batch, 1 + Σ_m |A_m|)``
+    :param choice_sizes: the number of options ``|A_m|`` of each choice
+    :return: ``V``, shape ``(batch, 1)``, and each choice's ``A_m``, shape ``(batch, |A_m|)``
+    """
+    value, *advantages = outputs.split([1, *choice_sizes], dim=-1)
+    return value, advantages
+
+
+def action_value(
+    outputs: th.Tensor, actions: th.Tensor, choice_sizes: Sequence[int] | None = None
+) -> th.Tensor:
+    """The critic's value ``Q(s, a)`` of the actions taken.
+
+    :param outputs: ``Q(s, ·)``, shape ``(batch, |A|)``, or a factorised critic's outputs
+        (:func:`split_choices`)
+    :param actions: the actions, shape ``(batch, 1)`` (indices), or ``(batch, M)`` for M choices
+    :param choice_sizes: ``None`` for one choice, else the options of each choice
+    :return: ``Q(s, a)``, shape ``(batch, 1)``
+    """
+    if choice_sizes is None:
+        return outputs.gather(1, actions.long())
+    value, advantages = split_choices(outputs, choice_sizes)
+    return value + sum(
+        (advantage.gather(1, actions[:, m : m + 1].long()) for m, advantage in enumerate(advantages)),
+        th.zeros_like(value),
+    )
+
+
+def state_soft_value(
+    outputs: th.Tensor, ent_coef: float, choice_sizes: Sequence[int] | None = None
+) -> th.Tensor:
+    """The soft value ``V(s) = alpha·log Σ_a exp(Q(s, a)/alpha)`` over every (joint) action.
+
+    Under a factorised critic the sum over joint actions factorises too, so the value stays exact:
+    ``V(s) + Σ_m alpha·logsumexp(A_m(s, ·)/alpha)``, and the Boltzmann policy is a product of one softmax
+    per choice.
+
+    :param outputs: ``Q(s, ·)``, shape ``(batch, |A|)``, or a factorised critic's outputs
+        (:func:`split_choices`)
+    :param ent_coef: the temperature alpha > 0
+    :param choice_sizes: ``None`` for one choice, else the options of each choice
+    :return: the soft values, shape ``(batch, 1)``
+    """
+    if choice_sizes is None:
+        return soft_value(outputs, ent_coef)
+    value, advantages = split_choices(outputs, choice_sizes)
+    return value + sum((soft_value(advantage, ent_coef) for advantage in advantages), th.zeros_like(value))
+
+
+def boltzmann_entropy(
+    outputs: th.Tensor, ent_coef: float, choice_sizes: Sequence[int] | None = None
+) -> th.Tensor:
+    """The mean entropy over the batch of the Boltzmann policy ``softmax(Q(s, ·)/alpha)``, in nats.
+
+    For a factorised critic the policy is a product of one softmax per choice, whose entropies add up.
+
+    :param outputs: ``Q(s, ·)``, shape ``(batch, |A|)``, or a factorised critic's outputs
+        (:func:`split_choices`)
+    :param ent_coef: the temperature alpha > 0
+    :param choice_sizes: ``None`` for one choice, else the options of each choice
+    :return: a scalar
+    """
+    per_choice = [outputs] if choice_sizes is None else split_choices(outputs, choice_sizes)[1]
+    entropies = [
+        -(softmax(values, tau=ent_coef) * log_softmax(values, tau=ent_coef)).sum(dim=1)
+        for values in per_choice
+    ]
+    return th.stack(entropies).sum(dim=0).mean()
+
+
 @th.no_grad()
 def soft_bellman_target(
     replay_data: ReplayBufferSamples,
@@ -55,6 +133,7 @@ def soft_bellman_target(
     munchausen_coef: float,
     munchausen_clip: float,
     policy_logits: Callable[[th.Tensor], th.Tensor] | None = None,
+    choice_sizes: Sequence[int] | None = None,
 ) -> th.Tensor:
     """The regression target ``y = r + m·[alpha·ln π(a|s)]_{l0}^0 + gamma·(1 - d)·V(s')`` of a soft critic.
 
@@ -78,8 +157,14 @@ def soft_bellman_target(
     :param munchausen_clip: the lower clipping bound l0 < 0 of ``alpha·ln π``
     :param policy_logits: maps observations to the actor's logits ``(batch, |A|)``; ``None`` for the Boltzmann
         policy of the target critic
+    :param choice_sizes: for a factorised critic (:func:`split_choices`) of several choices, the options of
+        each; its Boltzmann policy is then one softmax per choice, and ``policy_logits`` must be ``None``
     :return: the targets, shape ``(batch, 1)``
     """
+    if choice_sizes is not None and policy_logits is not None:
+        raise ValueError(
+            "a factorised critic (choice_sizes) takes the Boltzmann next value: pass no policy_logits"
+        )
     discounts = replay_data.discounts if replay_data.discounts is not None else gamma
     observations, next_observations = replay_data.observations, replay_data.next_observations
     munchausen = munchausen_coef > 0.0
@@ -93,9 +178,12 @@ def soft_bellman_target(
     q, next_q = both_or_next(target_q_values)
     rewards = replay_data.rewards
     if policy_logits is None:
-        next_values = soft_value(next_q, ent_coef)
+        next_values = state_soft_value(next_q, ent_coef, choice_sizes)
         if q is not None:
-            scaled_log_pi = q.gather(1, replay_data.actions.long()) - soft_value(q, ent_coef)
+            # alpha·ln π(a|s) = Q(s, a) - V(s), one sum over the choices for a factorised critic.
+            scaled_log_pi = action_value(q, replay_data.actions, choice_sizes) - state_soft_value(
+                q, ent_coef, choice_sizes
+            )
             rewards = rewards + munchausen_coef * scaled_log_pi.clamp(munchausen_clip, 0.0)
     else:
         log_pi, next_log_pi = (

@@ -4,11 +4,13 @@ from typing import Any
 
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor, create_mlp
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
-from stable_baselines3.dqn.policies import DQNPolicy
+from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
 
+from rlrelax.agents.common import FactorisedSpace, choice_sizes, split_choices
 from rlrelax.relax import gumbel_noise
 
 
@@ -27,6 +29,74 @@ def boltzmann_sample(q_values: th.Tensor, ent_coef: float) -> th.Tensor:
     return (q_values + ent_coef * noise).argmax(dim=1).reshape(-1)
 
 
+class BranchingQNetwork(BasePolicy):
+    """
+    A factorised Q-network for several discrete choices: ``Q(s, a) = V(s) + Σ_m A_m(s, a_m)``.
+
+    One MLP outputs ``[V(s) | A_1(s, ·) | ... | A_M(s, ·)]`` (laid out as
+    :func:`rlrelax.agents.common.split_choices` reads it), so the network grows with the sum of the choices'
+    sizes, not their product; action branching after Tavakoli, Pardo and Kormushev (2018), "Action Branching
+    Architectures for Deep Reinforcement Learning", with one joint value regressed on the soft Bellman
+    target. ``_predict`` is the greedy joint action, each choice's own argmax.
+
+    :param observation_space: Observation space
+    :param action_space: Action space, ``MultiDiscrete`` or ``MultiBinary`` of one dimension
+    :param features_extractor: Features extractor
+    :param features_dim: Number of features
+    :param net_arch: The hidden layer sizes (``[64, 64]`` when ``None``, as SB3's ``QNetwork``)
+    :param activation_fn: Activation function
+    :param normalize_images: Whether to normalize images or not, dividing by 255.0 (True by default)
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.MultiDiscrete | spaces.MultiBinary,
+        features_extractor: BaseFeaturesExtractor,
+        features_dim: int,
+        net_arch: list[int] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        normalize_images: bool = True,
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            features_extractor=features_extractor,
+            normalize_images=normalize_images,
+        )
+        sizes = choice_sizes(action_space)
+        if sizes is None:
+            raise ValueError(f"BranchingQNetwork is for several choices, got {action_space!r}; use QNetwork")
+        self.choice_sizes = sizes
+        self.net_arch = [64, 64] if net_arch is None else net_arch
+        self.activation_fn = activation_fn
+        self.features_dim = features_dim
+        self.q_net = nn.Sequential(*create_mlp(features_dim, 1 + sum(sizes), self.net_arch, activation_fn))
+
+    def forward(self, obs: PyTorchObs) -> th.Tensor:
+        """
+        :param obs: Observation batch
+        :return: ``[V(s) | A_1(s, ·) | ... | A_M(s, ·)]``, shape ``(batch, 1 + Σ_m |A_m|)``
+        """
+        return self.q_net(self.extract_features(obs, self.features_extractor))
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = True) -> th.Tensor:
+        _, advantages = split_choices(self(observation), self.choice_sizes)
+        return th.stack([advantage.argmax(dim=1) for advantage in advantages], dim=1)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            dict(
+                net_arch=self.net_arch,
+                features_dim=self.features_dim,
+                activation_fn=self.activation_fn,
+                features_extractor=self.features_extractor,
+            )
+        )
+        return data
+
+
 class SoftQPolicy(DQNPolicy):
     """
     Soft Q-learning policy: a Q-network, its target network, and the temperature alpha of the Boltzmann
@@ -38,7 +108,8 @@ class SoftQPolicy(DQNPolicy):
     from the Boltzmann policy.
 
     :param observation_space: Observation space
-    :param action_space: Action space (``Discrete``)
+    :param action_space: Action space: ``Discrete`` (a :class:`QNetwork` of |A| outputs), or ``MultiDiscrete``
+        or ``MultiBinary`` of one dimension (a :class:`BranchingQNetwork`; one Boltzmann policy per choice)
     :param lr_schedule: Learning rate schedule (could be constant)
     :param net_arch: The hidden layer sizes of the Q-network (``[256, 256]`` when ``None``)
     :param activation_fn: Activation function
@@ -50,12 +121,12 @@ class SoftQPolicy(DQNPolicy):
         optimizer
     """
 
-    action_space: spaces.Discrete
+    action_space: FactorisedSpace
 
     def __init__(
         self,
         observation_space: spaces.Space,
-        action_space: spaces.Discrete,
+        action_space: FactorisedSpace,
         lr_schedule: Schedule,
         net_arch: list[int] | None = None,
         activation_fn: type[nn.Module] = nn.ReLU,
@@ -91,11 +162,25 @@ class SoftQPolicy(DQNPolicy):
         """
         return float(self.log_ent_coef.detach().double().exp())
 
+    def make_q_net(self) -> QNetwork | BranchingQNetwork:  # type: ignore[override]
+        if isinstance(self.action_space, spaces.Discrete):
+            return super().make_q_net()
+        # Separate features extractors for the network and its target, as DQNPolicy.make_q_net makes them.
+        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
+        return BranchingQNetwork(**net_args).to(self.device)
+
     def _predict(self, obs: PyTorchObs, deterministic: bool = True) -> th.Tensor:
         q_values = self.q_net(obs)
+        sizes = choice_sizes(self.action_space)
+        if sizes is None:
+            if deterministic:
+                return q_values.argmax(dim=1).reshape(-1)
+            return boltzmann_sample(q_values, self.ent_coef)
+        _, advantages = split_choices(q_values, sizes)
         if deterministic:
-            return q_values.argmax(dim=1).reshape(-1)
-        return boltzmann_sample(q_values, self.ent_coef)
+            return th.stack([advantage.argmax(dim=1) for advantage in advantages], dim=1)
+        ent_coef = self.ent_coef
+        return th.stack([boltzmann_sample(advantage, ent_coef) for advantage in advantages], dim=1)
 
 
 MlpPolicy = SoftQPolicy

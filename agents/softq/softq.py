@@ -1,6 +1,7 @@
 """Soft Q-learning for discrete actions, as a Stable-Baselines3 off-policy algorithm."""
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -17,20 +18,23 @@ from torch.nn import functional as F
 from rlrelax.agents.common import (
     SOFT_CRITIC_LEARNING_RATE,
     ActorGradientDraws,
-    check_discrete_action_space,
+    action_value,
+    boltzmann_entropy,
+    check_factorised_action_space,
     check_munchausen,
     check_soft_critic_arguments,
     check_target_entropy,
+    choice_sizes,
     ent_coef_loss,
     flat_gradient,
     parse_ent_coef,
     replay_observations,
     resolve_target_entropy,
     soft_bellman_target,
+    split_choices,
 )
 from rlrelax.agents.softq.policies import MlpPolicy, SoftQPolicy
 from rlrelax.estimators import ESTIMATORS
-from rlrelax.relax import log_softmax, softmax
 
 SelfSoftQ = TypeVar("SelfSoftQ", bound="SoftQ")
 
@@ -52,7 +56,11 @@ class SoftQ(OffPolicyAlgorithm):
     sampling π (after ``learning_starts`` uniformly random steps); ``predict(deterministic=True)`` is greedy.
     ``ent_coef="auto"`` learns log alpha towards ``target_entropy`` with the exact entropy of π.
 
-    Supported action spaces: ``spaces.Discrete`` only; anything else is a ``ValueError`` naming the space.
+    Supported action spaces: ``Discrete``, and ``MultiDiscrete`` and ``MultiBinary`` of one dimension, whose
+    joint actions the factorised critic ``Q(s, a) = V(s) + Σ_m A_m(s, a_m)`` of :class:`BranchingQNetwork`
+    values (action branching, Tavakoli et al. 2018): the soft value stays exact,
+    ``V(s) + Σ_m alpha·logsumexp(A_m(s, ·)/alpha)``, and the Boltzmann policy is one softmax per choice.
+    Anything else is a ``ValueError`` naming the space.
 
     Defaults target ``SoftQ("MlpPolicy", "CartPole-v1").learn(50_000)``; each one's evidence, with the
     commands that reproduce it, is in ``experiments/tuning/softq.md``. In short: a fixed alpha = 0.03 with
@@ -162,8 +170,7 @@ class SoftQ(OffPolicyAlgorithm):
             support_multi_env=True,
         )
         if self.env is not None:  # None only while SB3's load() rebuilds a model, with its saved spaces
-            n_actions = int(check_discrete_action_space(self.action_space, type(self).__name__).n)
-            resolve_target_entropy(target_entropy, n_actions, ent_coef_auto)
+            resolve_target_entropy(target_entropy, self._joint_action_count(), ent_coef_auto)
 
         self.ent_coef = ent_coef
         self.target_entropy = target_entropy
@@ -182,8 +189,12 @@ class SoftQ(OffPolicyAlgorithm):
         self._create_aliases()
         # Derived here, not in __init__: SB3's load() restores the arguments without calling __init__.
         self._ent_coef_auto, initial_ent_coef = parse_ent_coef(self.ent_coef)
-        n_actions = int(check_discrete_action_space(self.action_space, type(self).__name__).n)
-        self._target_entropy = resolve_target_entropy(self.target_entropy, n_actions, self._ent_coef_auto)
+        self._target_entropy = resolve_target_entropy(
+            self.target_entropy, self._joint_action_count(), self._ent_coef_auto
+        )
+        self._choice_sizes = choice_sizes(
+            check_factorised_action_space(self.action_space, type(self).__name__)
+        )
         # Copy running stats, see SB3 GH issue #996
         self.batch_norm_stats = get_parameters_by_name(self.q_net, ["running_"])
         self.batch_norm_stats_target = get_parameters_by_name(self.q_net_target, ["running_"])
@@ -198,6 +209,15 @@ class SoftQ(OffPolicyAlgorithm):
         self.ent_coef_optimizer = None
         if self._ent_coef_auto:
             self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.lr_schedule(1))
+
+    def _joint_action_count(self) -> int:
+        """The number of (joint) actions, whose log is the maximum entropy; checks the action space.
+
+        :return: |A| for ``Discrete``, the product of the choices' sizes for several choices
+        """
+        space = check_factorised_action_space(self.action_space, type(self).__name__)
+        sizes = choice_sizes(space)
+        return int(space.n) if sizes is None else math.prod(sizes)
 
     def _create_aliases(self) -> None:
         self.q_net = self.policy.q_net
@@ -251,10 +271,11 @@ class SoftQ(OffPolicyAlgorithm):
                 gamma=self.gamma,
                 munchausen_coef=self.munchausen_coef,
                 munchausen_clip=self.munchausen_clip,
+                choice_sizes=self._choice_sizes,
             )
 
             q_values = self.q_net(replay_data.observations)
-            current_q_values = q_values.gather(1, replay_data.actions.long())
+            current_q_values = action_value(q_values, replay_data.actions, self._choice_sizes)
             # Huber loss, as SB3's DQN: a TD error far from the target moves the network by a bounded step.
             loss = F.smooth_l1_loss(current_q_values, target_q_values)
 
@@ -264,9 +285,7 @@ class SoftQ(OffPolicyAlgorithm):
             self.policy.optimizer.step()
 
             with th.no_grad():
-                q_detached = q_values.detach()
-                log_pi = log_softmax(q_detached, tau=ent_coef)
-                entropy = -(softmax(q_detached, tau=ent_coef) * log_pi).sum(dim=1).mean()
+                entropy = boltzmann_entropy(q_values.detach(), ent_coef, self._choice_sizes)
 
             if self.ent_coef_optimizer is not None:
                 loss_of_alpha = ent_coef_loss(self.log_ent_coef, entropy, self._target_entropy)
@@ -276,7 +295,7 @@ class SoftQ(OffPolicyAlgorithm):
                 ent_coef_losses.append(loss_of_alpha.detach())
 
             losses.append(loss.detach())
-            q_means.append(q_detached.mean())
+            q_means.append(current_q_values.detach().mean())
             entropies.append(entropy)
             ent_coefs.append(ent_coef)
 
@@ -296,9 +315,10 @@ class SoftQ(OffPolicyAlgorithm):
 
         SoftQ has no separate actor: its policy is softmax(Q/alpha). The objective measured is the
         policy's expected value under the current critic, sum_s E_{a ~ softmax(Q(s,.)/alpha)}[Q(s, a)]
-        with the values held fixed, differentiated through the policy's logits Q/alpha. Each draw is the
-        score-function (REINFORCE) estimate from one sampled action per state, and the exact gradient
-        enumerates the actions (``rlrelax.estimators``). Used by
+        with the values held fixed, differentiated through the policy's logits Q/alpha (for several choices,
+        each choice's softmax(A_m/alpha) and its term E[A_m(s, a_m)] of the additive Q). Each draw is the
+        score-function (REINFORCE) estimate from one sampled action per state (and choice), and the exact
+        gradient enumerates the actions (``rlrelax.estimators``). Used by
         :class:`rlrelax.callbacks.GradientStatsCallback`.
 
         :param n_draws: number of draws
@@ -312,15 +332,19 @@ class SoftQ(OffPolicyAlgorithm):
         parameters = list(self.q_net.parameters())
         ent_coef = self.policy.ent_coef
 
+        def held_fixed(values: th.Tensor) -> Callable[[th.Tensor], th.Tensor]:
+            fixed = values.detach()
+            return lambda actions: (actions * fixed).sum(-1)
+
         def objective(estimator: str) -> th.Tensor:
             q_values = self.q_net(observations)
-            values = q_values.detach()
-            return ESTIMATORS[estimator](
-                q_values / ent_coef,
-                lambda actions: (actions * values).sum(-1),
-                n_samples=1,
-                generator=generator,
-            )
+            sizes = self._choice_sizes
+            per_choice = [q_values] if sizes is None else split_choices(q_values, sizes)[1]
+            surrogates = [
+                ESTIMATORS[estimator](values / ent_coef, held_fixed(values), n_samples=1, generator=generator)
+                for values in per_choice
+            ]
+            return th.stack(surrogates).sum()
 
         estimates = th.stack([flat_gradient(objective("score_function"), parameters) for _ in range(n_draws)])
         return ActorGradientDraws(estimates, flat_gradient(objective("exact"), parameters))
