@@ -9,7 +9,8 @@ This folder installs as ``rlrelax.envs``. Importing it registers:
 - ``rlrelax/CategoricalBandit-v0``: :class:`CategoricalBanditEnv`, a K-armed Gaussian bandit with known means.
 
 :class:`CartPoleVecEnv` is the Stable-Baselines3 ``VecEnv`` adapter of the torch CartPole and
-:func:`cartpole_step` its differentiable step for relaxed actions.
+:func:`cartpole_step` its differentiable step for relaxed actions. :class:`DiscretizeAction` wraps a
+continuous-control env (a ``Box`` action space) into ``Discrete`` or ``MultiDiscrete`` choices.
 """
 
 from rlrelax._import_guard import require_package_name
@@ -25,12 +26,14 @@ from rlrelax.envs.cartpole import (  # noqa: E402
 )
 from rlrelax.envs.sb3 import CartPoleVecEnv  # noqa: E402
 from rlrelax.envs.toys import BinaryTargetEnv, CategoricalBanditEnv  # noqa: E402
+from rlrelax.envs.wrappers import DiscretizeAction  # noqa: E402
 
 __all__ = [
     "ENV_IDS",
     "BinaryTargetEnv",
     "CartPoleVecEnv",
     "CategoricalBanditEnv",
+    "DiscretizeAction",
     "TorchCartPoleEnv",
     "TorchCartPoleVectorEnv",
     "cartpole_step",
