@@ -7,6 +7,8 @@ This folder installs as ``rlrelax.envs``. Importing it registers:
   tensors), ``gymnasium.make`` gives :class:`TorchCartPoleEnv` (one env, numpy observations).
 - ``rlrelax/BinaryTarget-v0``: :class:`BinaryTargetEnv`, the one-step ``-(a - 0.499)²`` toy.
 - ``rlrelax/CategoricalBandit-v0``: :class:`CategoricalBanditEnv`, a K-armed Gaussian bandit with known means.
+- ``rlrelax/Slate-v0``: :class:`SlateEnv`, a top-k recommendation MDP (a slate of k items out of N each step,
+  ``MultiDiscrete([N] * k)``) whose user's interests drift with what they click, after RecSim and SlateQ.
 
 :class:`CartPoleVecEnv` is the Stable-Baselines3 ``VecEnv`` adapter of the torch CartPole and
 :func:`cartpole_step` its differentiable step for relaxed actions. :class:`DiscretizeAction` wraps a
@@ -25,6 +27,7 @@ from rlrelax.envs.cartpole import (  # noqa: E402
     cartpole_step,
 )
 from rlrelax.envs.sb3 import CartPoleVecEnv  # noqa: E402
+from rlrelax.envs.slate import SlateEnv  # noqa: E402
 from rlrelax.envs.toys import BinaryTargetEnv, CategoricalBanditEnv  # noqa: E402
 from rlrelax.envs.wrappers import DiscretizeAction  # noqa: E402
 
@@ -34,12 +37,18 @@ __all__ = [
     "CartPoleVecEnv",
     "CategoricalBanditEnv",
     "DiscretizeAction",
+    "SlateEnv",
     "TorchCartPoleEnv",
     "TorchCartPoleVectorEnv",
     "cartpole_step",
 ]
 
-ENV_IDS: tuple[str, ...] = ("rlrelax/CartPole-v1", "rlrelax/BinaryTarget-v0", "rlrelax/CategoricalBandit-v0")
+ENV_IDS: tuple[str, ...] = (
+    "rlrelax/CartPole-v1",
+    "rlrelax/BinaryTarget-v0",
+    "rlrelax/CategoricalBandit-v0",
+    "rlrelax/Slate-v0",
+)
 """Every id this package registers."""
 
 # Registering twice (e.g. after importlib.reload) would make Gymnasium warn about overriding an id.
@@ -59,3 +68,4 @@ if "rlrelax/CartPole-v1" not in gymnasium.registry:
         entry_point="rlrelax.envs.toys:CategoricalBanditEnv",
         max_episode_steps=1,
     )
+    gymnasium.register(id="rlrelax/Slate-v0", entry_point="rlrelax.envs.slate:SlateEnv", max_episode_steps=50)
