@@ -140,7 +140,8 @@ class SoftQPolicy(DQNPolicy):
         # seeds where [64, 64] stalled near 150 for most of the 50k-step budget.
         super().__init__(
             observation_space,
-            action_space,
+            # DQNPolicy is annotated for Discrete only; make_q_net below builds the network for the others.
+            action_space,  # type: ignore[arg-type]
             lr_schedule,
             net_arch=[256, 256] if net_arch is None else net_arch,
             activation_fn=activation_fn,

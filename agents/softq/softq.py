@@ -6,6 +6,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
@@ -216,8 +217,11 @@ class SoftQ(OffPolicyAlgorithm):
         :return: |A| for ``Discrete``, the product of the choices' sizes for several choices
         """
         space = check_factorised_action_space(self.action_space, type(self).__name__)
+        if isinstance(space, spaces.Discrete):
+            return int(space.n)
         sizes = choice_sizes(space)
-        return int(space.n) if sizes is None else math.prod(sizes)
+        assert sizes is not None  # several choices
+        return math.prod(sizes)
 
     def _create_aliases(self) -> None:
         self.q_net = self.policy.q_net
