@@ -8,7 +8,17 @@
 """
 
 from rlrelax.callbacks.evaluation import FinalEvalCallback
-from rlrelax.callbacks.gradient_stats import GradientStatsCallback, gradient_statistics
+from rlrelax.callbacks.gradient_stats import (
+    GradientStatsCallback,
+    gradient_statistics,
+    measures_actor_gradient,
+)
 from rlrelax.callbacks.schedule import ScheduleCallback
 
-__all__ = ["FinalEvalCallback", "GradientStatsCallback", "ScheduleCallback", "gradient_statistics"]
+__all__ = [
+    "FinalEvalCallback",
+    "GradientStatsCallback",
+    "ScheduleCallback",
+    "gradient_statistics",
+    "measures_actor_gradient",
+]

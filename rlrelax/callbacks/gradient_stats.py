@@ -23,6 +23,20 @@ class DrawsActorGradients(Protocol):
     ) -> ActorGradientDraws: ...
 
 
+def measures_actor_gradient(algorithm: type) -> bool:
+    """Whether :class:`GradientStatsCallback` can measure an algorithm's actor gradient.
+
+    It can for the algorithms that draw their own estimates (every rlrelax agent) and for SB3's PPO and A2C,
+    whose policy loss it differentiates itself; a value-based algorithm such as DQN has no actor gradient.
+
+    :param algorithm: the algorithm's class
+    :return: whether the callback measures it
+    """
+    if not isinstance(algorithm, type):
+        raise TypeError(f"algorithm must be a class, got {algorithm!r} of type {type(algorithm).__name__}")
+    return issubclass(algorithm, (DrawsActorGradients, PPO, A2C))
+
+
 def on_policy_gradient_draws(
     model: OnPolicyAlgorithm, n_draws: int, batch_size: int, generator: torch.Generator
 ) -> ActorGradientDraws:
@@ -143,7 +157,10 @@ class GradientStatsCallback(BaseCallback):
 
     What is drawn: for rlrelax agents, their :meth:`actor_gradient_draws` on a fixed batch of their own
     training data; for SB3's PPO and A2C, the score-function gradient of the policy loss on minibatches of
-    the last rollout. Measurements happen at the end of a rollout, when that data is ready.
+    the last rollout. Measurements happen at the end of a rollout, when that data is ready: at the first
+    rollout end at or after each multiple of ``every_n_steps`` (one measurement where a rollout spans several
+    multiples), so runs whose rollouts differ in length, as REINFORCE's episodes do, measure at the same
+    points of training.
 
     The draws use a private ``torch.Generator`` and :func:`torch.autograd.grad`, never the global random
     state or the parameters' ``.grad``: a run with this callback trains exactly like one without it.
@@ -173,14 +190,17 @@ class GradientStatsCallback(BaseCallback):
         self._generator = torch.Generator()
 
     def _on_training_start(self) -> None:
-        if not isinstance(self.model, (DrawsActorGradients, PPO, A2C)):
+        if not measures_actor_gradient(type(self.model)):
             raise TypeError(
                 "GradientStatsCallback measures rlrelax agents and SB3's PPO and A2C, "
                 f"not {type(self.model).__name__}"
             )
         # On the model's device, where the estimators draw their samples; index draws name their device.
         self._generator = torch.Generator(device=self.model.device).manual_seed(self.seed)
-        self._next_measurement = self.num_timesteps + self.every_n_steps
+        self._schedule_next()
+
+    def _schedule_next(self) -> None:
+        self._next_measurement = (self.num_timesteps // self.every_n_steps + 1) * self.every_n_steps
 
     def _on_step(self) -> bool:
         return True
@@ -188,7 +208,7 @@ class GradientStatsCallback(BaseCallback):
     def _on_rollout_end(self) -> None:
         if self.num_timesteps < self._next_measurement or not self._has_training_data():
             return
-        self._next_measurement = self.num_timesteps + self.every_n_steps
+        self._schedule_next()
         started = time.perf_counter()
         if isinstance(self.model, DrawsActorGradients):
             draws = self.model.actor_gradient_draws(self.n_draws, self.batch_size, self._generator)

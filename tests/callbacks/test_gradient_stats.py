@@ -8,7 +8,7 @@ import pytest
 import torch
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import CallbackList, EvalCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 
@@ -18,7 +18,7 @@ from rlrelax.callbacks import GradientStatsCallback, gradient_statistics
 from rlrelax.estimators import ESTIMATORS, exact_gradient
 
 SETTINGS: dict[str, tuple[type[BaseAlgorithm], dict[str, Any]]] = {
-    "REINFORCE": (REINFORCE, {"n_episodes": 2}),
+    "REINFORCE": (REINFORCE, {"n_episodes": 4}),
     "SoftQ": (SoftQ, {"learning_starts": 100, "batch_size": 32}),
     "GumbelAC": (GumbelAC, {"learning_starts": 100, "batch_size": 32}),
     "GumbelAC-score_function": (
@@ -69,6 +69,32 @@ def test_training_is_identical_with_and_without_the_callback(name: str) -> None:
     measured = make(name, seed=1).learn(800, callback=GradientStatsCallback(every_n_steps=100, n_draws=3))
     for key, value in plain.policy.state_dict().items():
         torch.testing.assert_close(measured.policy.state_dict()[key], value, rtol=0, atol=0)
+
+
+class RolloutEnds(BaseCallback):
+    """Records the env steps at the end of each rollout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[int] = []
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.steps.append(self.num_timesteps)
+
+
+def test_measurements_follow_the_multiples_of_every_n_steps() -> None:
+    # REINFORCE's rollouts are whole episodes, of any length: each measurement is at the first rollout end at
+    # or after a multiple of every_n_steps (not every_n_steps after the last measurement, which would drift
+    # differently in each run), so runs of other seeds measure at the same points of training.
+    ends = RolloutEnds()
+    stats = GradientStatsCallback(every_n_steps=300, n_draws=3)
+    make("REINFORCE").learn(3_000, callback=CallbackList([ends, stats]))
+    expected = sorted({next(t for t in ends.steps if t >= k) for k in range(300, ends.steps[-1] + 1, 300)})
+    assert [int(m["timesteps"]) for m in stats.history] == expected
+    assert len(expected) >= 5
 
 
 def test_statistics_of_known_draws() -> None:
