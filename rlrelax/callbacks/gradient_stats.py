@@ -229,4 +229,9 @@ class GradientStatsCallback(BaseCallback):
         replay_buffer = getattr(model, "replay_buffer", None)
         if replay_buffer is not None:
             return replay_buffer.size() > 0 and model.num_timesteps > getattr(model, "learning_starts", 0)
+        episode_buffer = getattr(model, "episode_buffer", None)
+        if episode_buffer is not None:
+            # REINFORCE does not train on a rollout that the budget cut short (it may hold no episode at all),
+            # so there is no update to measure.
+            return bool(episode_buffer.is_full)
         return True

@@ -71,8 +71,8 @@ def test_training_is_identical_with_and_without_the_callback(name: str) -> None:
         torch.testing.assert_close(measured.policy.state_dict()[key], value, rtol=0, atol=0)
 
 
-class RolloutEnds(BaseCallback):
-    """Records the env steps at the end of each rollout."""
+class FullRollouts(BaseCallback):
+    """Records the env steps at the end of each of REINFORCE's rollouts that it trains on."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -82,14 +82,16 @@ class RolloutEnds(BaseCallback):
         return True
 
     def _on_rollout_end(self) -> None:
-        self.steps.append(self.num_timesteps)
+        assert isinstance(self.model, REINFORCE)
+        if self.model.episode_buffer.is_full:  # not the last rollout, which the budget cut short
+            self.steps.append(self.num_timesteps)
 
 
 def test_measurements_follow_the_multiples_of_every_n_steps() -> None:
     # REINFORCE's rollouts are whole episodes, of any length: each measurement is at the first rollout end at
     # or after a multiple of every_n_steps (not every_n_steps after the last measurement, which would drift
     # differently in each run), so runs of other seeds measure at the same points of training.
-    ends = RolloutEnds()
+    ends = FullRollouts()
     stats = GradientStatsCallback(every_n_steps=300, n_draws=3)
     make("REINFORCE").learn(3_000, callback=CallbackList([ends, stats]))
     expected = sorted({next(t for t in ends.steps if t >= k) for k in range(300, ends.steps[-1] + 1, 300)})
