@@ -19,6 +19,7 @@ from rlrelax.compare.runner import CompareResult, default_workers, run_experimen
 from rlrelax.compare.spec import (
     DEFAULT_EVALUATION_EVERY,
     AgentSpec,
+    Diagnostics,
     Evaluation,
     RunSpec,
     Spec,
@@ -54,6 +55,7 @@ __all__ = [
     "AgentSummary",
     "CompareResult",
     "DamagedRunError",
+    "Diagnostics",
     "Evaluation",
     "ExperimentLockedError",
     "FinishedRun",

@@ -24,6 +24,7 @@ from rlrelax.compare.store import run_dir, run_status
 
 __all__ = [
     "AgentSpec",
+    "Diagnostics",
     "Evaluation",
     "RunSpec",
     "Spec",
@@ -34,12 +35,19 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-_TOP_KEYS = {"name", "envs", "seeds", "evaluation", "logging", "agents"}
+_TOP_KEYS = {"name", "envs", "seeds", "evaluation", "logging", "diagnostics", "agents"}
 _EVAL_KEYS = {"every", "episodes", "seed_offset", "threshold"}
+_DIAGNOSTICS_KEYS = {"every", "draws", "batch_size"}
 _AGENT_KEYS = {"label", "algorithm", "total_timesteps", "n_envs", "policy", "kwargs"}
 
 #: Env steps between evaluations when a spec does not say: SB3's ``EvalCallback`` default ``eval_freq``.
 DEFAULT_EVALUATION_EVERY = 10_000
+#: Draws of the gradient estimate per measurement, and the batch they are drawn on, when a spec's
+#: ``[diagnostics]`` does not say.
+DEFAULT_DIAGNOSTICS_DRAWS = 16
+DEFAULT_DIAGNOSTICS_BATCH_SIZE = 256
+#: The fewest draws per measurement: the jackknife standard errors leave one draw out of at least two.
+MIN_DIAGNOSTICS_DRAWS = 3
 
 
 class SpecError(ValueError):
@@ -77,6 +85,28 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
+class Diagnostics:
+    """The gradient diagnostics a spec asks for, measured by :class:`rlrelax.callbacks.GradientStatsCallback`.
+
+    :param every: env steps between measurements: one at the first rollout end at or after each multiple
+    :param draws: draws of the actor's gradient estimate per measurement, on one fixed batch
+    :param batch_size: the fixed batch: replay observations (GumbelAC, SoftQ) or rollout steps (PPO, A2C);
+        REINFORCE resamples the last rollout's episodes instead
+    """
+
+    every: int
+    draws: int
+    batch_size: int
+
+    def to_config(self) -> dict[str, int]:
+        """Return the ``"diagnostics"`` part of a run's config.
+
+        :return: a JSON-serialisable dict
+        """
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class AgentSpec:
     """One agent of a spec.
 
@@ -87,6 +117,8 @@ class AgentSpec:
     :param n_envs: the number of parallel training envs (a ``DummyVecEnv``)
     :param policy: the policy name or import string passed as the first constructor argument
     :param kwargs: the constructor's keyword arguments as written (see :mod:`rlrelax.compare.hyperparams`)
+    :param has_actor_gradient: whether gradient diagnostics can measure it
+        (:func:`rlrelax.callbacks.measures_actor_gradient`; the spec check reads it off the algorithm)
     """
 
     label: str
@@ -96,6 +128,7 @@ class AgentSpec:
     n_envs: int = 1
     policy: str = "MlpPolicy"
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    has_actor_gradient: bool = True
 
 
 @dataclass(frozen=True)
@@ -108,6 +141,7 @@ class RunSpec:
     :param seed: the training seed
     :param evaluation: the evaluation protocol
     :param tensorboard: whether to write TensorBoard events next to ``progress.csv``
+    :param diagnostics: the gradient diagnostics to measure, or ``None`` for none
     """
 
     experiment: str
@@ -116,13 +150,16 @@ class RunSpec:
     seed: int
     evaluation: Evaluation
     tensorboard: bool = False
+    diagnostics: Diagnostics | None = None
 
     def to_config(self) -> dict[str, Any]:
         """Return the run's resolved config: the ``"run"`` part of ``config.json``, compared on resume.
 
-        :return: a JSON-serialisable dict
+        :return: a JSON-serialisable dict; with diagnostics its ``"diagnostics"`` is their settings, or
+            ``None`` for an agent without an actor gradient (without diagnostics the key is left out, so the
+            configs of runs that asked for none read as they always did)
         """
-        return {
+        config = {
             "experiment": self.experiment,
             "env_id": self.env_id,
             "label": self.agent.label,
@@ -141,6 +178,11 @@ class RunSpec:
             },
             "tensorboard": self.tensorboard,
         }
+        if self.diagnostics is not None:
+            # None rather than the settings for an agent that cannot be measured: the report says why it has
+            # no diagnostics, and other settings leave its finished runs valid.
+            config["diagnostics"] = self.diagnostics.to_config() if self.agent.has_actor_gradient else None
+        return config
 
     def folder(self, out: Path) -> Path:
         """Return the run's folder in the store rooted at ``out``.
@@ -162,6 +204,7 @@ class Spec:
     :param agents: the agents
     :param tensorboard: whether runs also write TensorBoard events
     :param source: the file it was read from, for messages
+    :param diagnostics: the gradient diagnostics every run measures, or ``None`` (the default) for none
     """
 
     name: str
@@ -171,6 +214,7 @@ class Spec:
     agents: tuple[AgentSpec, ...]
     tensorboard: bool = False
     source: str = "<dict>"
+    diagnostics: Diagnostics | None = None
 
     def first_seeds(self, count: int) -> Spec:
         """The same spec with only its first ``count`` seeds: a reduced run whose runs are the full one's.
@@ -190,7 +234,7 @@ class Spec:
         :return: the runs
         """
         return [
-            RunSpec(self.name, env_id, agent, seed, self.evaluation, self.tensorboard)
+            RunSpec(self.name, env_id, agent, seed, self.evaluation, self.tensorboard, self.diagnostics)
             for env_id in self.envs
             for agent in self.agents
             for seed in self.seeds
@@ -280,6 +324,37 @@ def _check_envs(
     return tuple(envs), thresholds, action_spaces
 
 
+def _check_diagnostics(
+    raw: object, evaluation_every: int, agents: tuple[AgentSpec, ...], source: str
+) -> Diagnostics | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise SpecError(source, "diagnostics", f"must be a table, got {raw!r}")
+    _unknown_keys(raw, _DIAGNOSTICS_KEYS, "diagnostics.", source)
+    every = _positive_int(raw, "every", "diagnostics.", source, default=evaluation_every)
+    draws = raw.get("draws", DEFAULT_DIAGNOSTICS_DRAWS)
+    if not _is_int(draws) or draws < MIN_DIAGNOSTICS_DRAWS:
+        raise SpecError(
+            source,
+            "diagnostics.draws",
+            f"must be an integer >= {MIN_DIAGNOSTICS_DRAWS} (the standard errors leave one draw out), "
+            f"got {draws!r}",
+        )
+    batch_size = _positive_int(
+        raw, "batch_size", "diagnostics.", source, default=DEFAULT_DIAGNOSTICS_BATCH_SIZE
+    )
+    for index, agent in enumerate(agents):
+        if agent.has_actor_gradient and every > agent.total_timesteps:
+            raise SpecError(
+                source,
+                "diagnostics.every",
+                f"{every} env steps is more than the budget of agents[{index}] ({agent.label!r}, "
+                f"{agent.total_timesteps}): it would never be measured",
+            )
+    return Diagnostics(every=every, draws=int(draws), batch_size=batch_size)
+
+
 def _check_agent(raw: object, index: int, source: str) -> AgentSpec:
     where = f"agents[{index}]."
     if not isinstance(raw, dict):
@@ -323,6 +398,8 @@ def _check_agent(raw: object, index: int, source: str) -> AgentSpec:
         except ValueError as error:
             key, _, reason = str(error).partition(": ")  # check_value names the exact (nested) key
             raise SpecError(source, key, reason) from None
+    from rlrelax.callbacks.gradient_stats import measures_actor_gradient
+
     return AgentSpec(
         label=label,
         algorithm=algorithm,
@@ -331,6 +408,7 @@ def _check_agent(raw: object, index: int, source: str) -> AgentSpec:
         n_envs=_positive_int(raw, "n_envs", where, source, default=1),
         policy=policy,
         kwargs=kwargs,
+        has_actor_gradient=measures_actor_gradient(cls),
     )
 
 
@@ -415,6 +493,7 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Spec:
                 f"duplicate label {agent.label!r} (also agents[{labels[agent.label]}])",
             )
         labels[agent.label] = index
+    diagnostics = _check_diagnostics(data.get("diagnostics"), every, agents, source)
     envs, thresholds, action_spaces = _check_envs(data.get("envs"), evaluation.get("threshold"), source)
     for env_id in envs:
         for index, agent in enumerate(agents):
@@ -429,6 +508,7 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Spec:
         agents=agents,
         tensorboard=tensorboard,
         source=source,
+        diagnostics=diagnostics,
     )
 
 
@@ -449,6 +529,11 @@ def load_spec(path: str | Path) -> Spec:
 
         [logging]
         tensorboard = false               # also write TensorBoard events (default false)
+
+        [diagnostics]                     # gradient diagnostics (off without this table)
+        every = 5000                      # env steps between measurements (default: evaluation.every)
+        draws = 16                        # draws of the actor's gradient estimate each (>= 3, default 16)
+        batch_size = 256                  # the fixed batch they are drawn on (default 256)
 
         [[agents]]
         label = "PPO"                     # unique; the store's folder and the reports' name

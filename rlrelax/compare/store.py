@@ -2,7 +2,8 @@
 
 Each run folder holds ``config.json`` (the resolved run config, library versions, git commit),
 ``evaluations.npz`` (SB3's ``EvalCallback`` format), ``progress.csv`` (SB3's logger; TensorBoard events
-too when asked), ``model.zip``, on failure ``error.txt`` (the traceback), and -- written last and
+too when asked), ``model.zip``, ``gradient_stats.csv`` when the spec asks for gradient diagnostics and the
+agent has an actor gradient, on failure ``error.txt`` (the traceback), and -- written last and
 atomically -- ``result.json``, the marker that the run finished, which also lists the size and SHA-256 of
 every other file of the run. Only folders with a ``result.json`` count.
 
@@ -16,14 +17,16 @@ with :func:`urllib.parse.quote` (``rlrelax%2FCartPole-v1``); :func:`env_id_from_
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -36,6 +39,8 @@ __all__ = [
     "CONFIG_FILE",
     "ERROR_FILE",
     "EVALUATIONS_FILE",
+    "GRADIENT_STATS_COLUMNS",
+    "GRADIENT_STATS_FILE",
     "MODEL_FILE",
     "PROGRESS_FILE",
     "RESULT_FILE",
@@ -47,12 +52,15 @@ __all__ = [
     "RunFolderBusyError",
     "RunFolderLostError",
     "RunResult",
+    "asks_for_diagnostics",
     "claim_run_dir",
     "env_folder",
     "env_id_from_folder",
     "experiment_lock",
     "finished_runs",
+    "gradient_stats_csv",
     "read_finished_run",
+    "read_gradient_stats",
     "run_dir",
     "run_status",
 ]
@@ -63,9 +71,30 @@ ERROR_FILE = "error.txt"
 EVALUATIONS_FILE = "evaluations.npz"
 PROGRESS_FILE = "progress.csv"
 MODEL_FILE = "model.zip"
+GRADIENT_STATS_FILE = "gradient_stats.csv"
 LOCK_FILE = ".lock"
 #: The files of every finished run besides ``result.json``, which lists each with its size and SHA-256.
+#: A run whose config asks for gradient diagnostics (a ``"diagnostics"`` table) also has
+#: :data:`GRADIENT_STATS_FILE`.
 RUN_FILES = (CONFIG_FILE, EVALUATIONS_FILE, PROGRESS_FILE, MODEL_FILE)
+#: The columns of :data:`GRADIENT_STATS_FILE`, one row per measurement: the env steps, then the statistics of
+#: :func:`rlrelax.callbacks.gradient_statistics` with their standard errors, and the measurement's seconds.
+#: The bias, the cosine and the exact gradient's norm are empty cells for an agent without an exact gradient.
+GRADIENT_STATS_COLUMNS = (
+    "timestep",
+    "variance",
+    "variance_se",
+    "signal",
+    "signal_se",
+    "snr",
+    "snr_se",
+    "relative_bias_sq",
+    "relative_bias_sq_se",
+    "cosine",
+    "cosine_se",
+    "exact_norm",
+    "seconds",
+)
 #: How long an attempt waits for another process to let go of its run folder. A worker whose runner died
 #: ends within milliseconds; one still holding the folder after this is alive and writing.
 CLAIM_WAIT_S = 10.0
@@ -300,8 +329,25 @@ def _is_digest(entry: Any) -> bool:
     )
 
 
-def _check_files(folder: Path, listed: Any) -> None:
-    """Check the run's files against the sizes and SHA-256 that its ``result.json`` lists."""
+def _require_listed(folder: Path, listed: Mapping[str, Any], names: Sequence[str]) -> None:
+    """Refuse a ``result.json`` that leaves out a file every run of its kind writes."""
+    missing = [name for name in names if name not in listed]
+    if missing:
+        raise DamagedRunError(folder, f"{folder / RESULT_FILE} does not list the run's file(s) {missing}")
+
+
+def asks_for_diagnostics(config: Mapping[str, Any]) -> bool:
+    """Whether a run measured gradient diagnostics: its spec asked and its agent has an actor gradient.
+
+    :param config: the whole ``config.json`` of the run
+    :return: whether the run wrote :data:`GRADIENT_STATS_FILE`
+    """
+    run = config.get("run")
+    return isinstance(run, dict) and isinstance(run.get("diagnostics"), dict)
+
+
+def _check_files(folder: Path, listed: Any) -> dict[str, Any]:
+    """Check the run's files against the sizes and SHA-256 that its ``result.json`` lists; return the list."""
     marker = folder / RESULT_FILE
     if not (
         isinstance(listed, dict)
@@ -309,9 +355,7 @@ def _check_files(folder: Path, listed: Any) -> None:
         and all(_is_digest(entry) for entry in listed.values())
     ):
         raise DamagedRunError(folder, f"{marker} does not list the run's files with their size and SHA-256")
-    missing = [name for name in RUN_FILES if name not in listed]
-    if missing:
-        raise DamagedRunError(folder, f"{marker} does not list the run's file(s) {missing}")
+    _require_listed(folder, listed, RUN_FILES)
     for name, expected in listed.items():
         path = folder / name
         try:
@@ -328,6 +372,7 @@ def _check_files(folder: Path, listed: Any) -> None:
             )
         if actual["sha256"] != expected["sha256"]:
             raise DamagedRunError(folder, f"{path} is not the file the run wrote (its SHA-256 differs)")
+    return listed
 
 
 def read_finished_run(folder: Path) -> tuple[dict[str, Any], RunResult]:
@@ -343,8 +388,11 @@ def read_finished_run(folder: Path) -> tuple[dict[str, Any], RunResult]:
         result = RunResult.from_json(data, marker)
     except ValueError as error:
         raise DamagedRunError(folder, str(error)) from error
-    _check_files(folder, data.get("files"))
-    return _read_object(folder, folder / CONFIG_FILE), result
+    listed = _check_files(folder, data.get("files"))
+    config = _read_object(folder, folder / CONFIG_FILE)
+    if asks_for_diagnostics(config):
+        _require_listed(folder, listed, [GRADIENT_STATS_FILE])
+    return config, result
 
 
 def run_status(folder: Path, run_config: dict[str, Any]) -> str:
@@ -364,6 +412,42 @@ def run_status(folder: Path, run_config: dict[str, Any]) -> str:
         return "unfinished"
     config, _ = read_finished_run(folder)
     return "finished" if config.get("run") == run_config else "conflict"
+
+
+def gradient_stats_csv(measurements: Sequence[Mapping[str, float]]) -> bytes:
+    """Return the measurements of a :class:`rlrelax.callbacks.GradientStatsCallback` as a run's file.
+
+    :param measurements: the callback's ``history``: per measurement its statistics and ``timesteps``
+    :return: the file's content: a header of :data:`GRADIENT_STATS_COLUMNS`, then one row per measurement
+    """
+
+    def cell(measurement: Mapping[str, float], column: str) -> str:
+        if column == "timestep":
+            return str(int(measurement["timesteps"]))
+        return repr(float(measurement[column])) if column in measurement else ""
+
+    rows = [",".join(GRADIENT_STATS_COLUMNS)]
+    rows += [",".join(cell(m, column) for column in GRADIENT_STATS_COLUMNS) for m in measurements]
+    return ("\n".join(rows) + "\n").encode()
+
+
+def read_gradient_stats(path: Path) -> dict[str, np.ndarray]:
+    """Read a :data:`GRADIENT_STATS_FILE` back, column by column.
+
+    :param path: the file
+    :return: each column of :data:`GRADIENT_STATS_COLUMNS`: ``timestep`` as int64, the others as float64
+        with NaN for empty cells
+    :raises ValueError: if the file does not have the columns of :data:`GRADIENT_STATS_COLUMNS`
+    """
+    with open(path, newline="") as file:
+        rows = list(csv.reader(file))
+    if not rows or tuple(rows[0]) != GRADIENT_STATS_COLUMNS:
+        raise ValueError(f"{path} does not start with the header {','.join(GRADIENT_STATS_COLUMNS)}")
+    values = np.array([[float(cell) if cell else math.nan for cell in row] for row in rows[1:]])
+    values = values.reshape(-1, len(GRADIENT_STATS_COLUMNS))
+    columns = {name: values[:, index] for index, name in enumerate(GRADIENT_STATS_COLUMNS)}
+    columns["timestep"] = columns["timestep"].astype(np.int64)
+    return columns
 
 
 _JSON_TYPES: dict[str, type] = {"float": float, "int": int, "bool": bool, "str": str, "None": type(None)}
@@ -430,6 +514,8 @@ class FinishedRun:
     :param result: its ``result.json``
     :param timesteps: the env steps of each evaluation, shape ``(n_evals,)``
     :param returns: the episode returns of each evaluation, shape ``(n_evals, n_episodes)``
+    :param gradient_stats: the run's gradient diagnostics (:func:`read_gradient_stats`), or ``None`` when it
+        measured none (:func:`asks_for_diagnostics`)
     """
 
     env_id: str
@@ -439,6 +525,7 @@ class FinishedRun:
     result: RunResult
     timesteps: np.ndarray
     returns: np.ndarray
+    gradient_stats: dict[str, np.ndarray] | None = None
 
     @property
     def path(self) -> str:
@@ -467,6 +554,9 @@ def finished_runs(experiment_dir: Path) -> list[FinishedRun]:
         with np.load(folder / EVALUATIONS_FILE) as evaluations:
             timesteps = np.asarray(evaluations["timesteps"], dtype=np.int64)
             returns = np.asarray(evaluations["results"], dtype=np.float64)
+        diagnostics = (
+            read_gradient_stats(folder / GRADIENT_STATS_FILE) if asks_for_diagnostics(config) else None
+        )
         runs.append(
             FinishedRun(
                 env_id=env_id_from_folder(folder.parent.parent.name),
@@ -476,6 +566,7 @@ def finished_runs(experiment_dir: Path) -> list[FinishedRun]:
                 result=result,
                 timesteps=timesteps,
                 returns=returns.reshape(len(timesteps), -1),
+                gradient_stats=diagnostics,
             )
         )
     return sorted(runs, key=lambda run: (run.env_id, run.label, run.seed))

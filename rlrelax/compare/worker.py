@@ -24,12 +24,14 @@ import numpy as np
 from rlrelax.compare.store import (
     CONFIG_FILE,
     ERROR_FILE,
+    GRADIENT_STATS_FILE,
     MODEL_FILE,
     RunFolder,
     RunFolderBusyError,
     RunFolderLostError,
     RunResult,
     claim_run_dir,
+    gradient_stats_csv,
 )
 
 __all__ = ["RunOutcome", "execute_run", "execute_run_in_memory", "git_commit", "init_worker", "serve"]
@@ -125,7 +127,7 @@ def _train(run: dict[str, Any], held: RunFolder, attempt: str) -> RunResult:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.logger import configure
 
-    from rlrelax.callbacks import FinalEvalCallback
+    from rlrelax.callbacks import FinalEvalCallback, GradientStatsCallback
     from rlrelax.compare.envs import make_env
     from rlrelax.compare.hyperparams import resolve_kwargs
     from rlrelax.compare.registry import import_object
@@ -154,11 +156,25 @@ def _train(run: dict[str, Any], held: RunFolder, attempt: str) -> RunResult:
             deterministic=True,
             verbose=0,
         )
+        callbacks = [ConvertCallback(still_held), callback]
+        diagnostics = run.get("diagnostics")
+        gradient_stats = None
+        if diagnostics is not None:
+            # Its own generator, seeded with the run's seed: measuring never changes the training run.
+            gradient_stats = GradientStatsCallback(
+                every_n_steps=diagnostics["every"],
+                n_draws=diagnostics["draws"],
+                batch_size=diagnostics["batch_size"],
+                seed=run["seed"],
+            )
+            callbacks.append(gradient_stats)
         start = time.perf_counter()
-        model.learn(total_timesteps=run["total_timesteps"], callback=[ConvertCallback(still_held), callback])
+        model.learn(total_timesteps=run["total_timesteps"], callback=callbacks)
         wall_time = time.perf_counter() - start
         held.check()
         model.save(folder / MODEL_FILE)
+        if gradient_stats is not None:
+            held.write(GRADIENT_STATS_FILE, gradient_stats_csv(gradient_stats.history))
         model.logger.close()
     finally:
         env.close()

@@ -11,6 +11,7 @@ from stable_baselines3 import PPO
 from rlrelax.compare import (
     ALGORITHMS,
     DEFAULT_EVALUATION_EVERY,
+    Diagnostics,
     SpecError,
     accepted_kwargs,
     check_store,
@@ -192,6 +193,52 @@ def test_evaluation_every_defaults_to_eval_callbacks_default() -> None:
     assert spec_from_dict(data).evaluation.every == DEFAULT_EVALUATION_EVERY == 10_000
 
 
+def test_diagnostics_are_off_unless_asked_and_in_the_run_config_when_asked() -> None:
+    assert spec_from_dict(minimal()).diagnostics is None
+    assert "diagnostics" not in spec_from_dict(minimal()).runs()[0].to_config()
+    # An empty table asks for them with the defaults, measured as often as the evaluations.
+    assert spec_from_dict(minimal(diagnostics={})).diagnostics == Diagnostics(
+        every=100, draws=16, batch_size=256
+    )
+    data = minimal(diagnostics={"every": 50, "draws": 3, "batch_size": 32})
+    data["agents"].append({"label": "dqn", "algorithm": "DQN", "total_timesteps": 200})
+    configs = {run.agent.label: run.to_config() for run in spec_from_dict(data).runs()}
+    assert configs["ppo"]["diagnostics"] == {"every": 50, "draws": 3, "batch_size": 32}
+    assert configs["dqn"]["diagnostics"] is None  # no actor gradient: the report says so
+    assert json.loads(json.dumps(configs["ppo"])) == configs["ppo"]
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "reason"),
+    [
+        ("often", "diagnostics", "must be a table, got 'often'"),
+        ({"evry": 10}, "diagnostics.evry", "unknown key; the keys here are batch_size, draws, every"),
+        ({"every": 0}, "diagnostics.every", "must be a positive integer, got 0"),
+        (
+            {"draws": 2},
+            "diagnostics.draws",
+            "must be an integer >= 3 (the standard errors leave one draw out), got 2",
+        ),
+        ({"draws": 16.0}, "diagnostics.draws", "must be an integer >= 3"),
+        ({"batch_size": True}, "diagnostics.batch_size", "must be a positive integer, got True"),
+        (
+            {"every": 500},
+            "diagnostics.every",
+            "500 env steps is more than the budget of agents[0] ('ppo', 200): it would never be measured",
+        ),
+    ],
+)
+def test_bad_diagnostics_are_refused(value: Any, key: str, reason: str) -> None:
+    error = refused(minimal(diagnostics=value))
+    assert error.key == key and error.reason.startswith(reason), error
+
+
+def test_an_agent_without_an_actor_gradient_does_not_bound_the_diagnostics() -> None:
+    data = minimal(diagnostics={"every": 150})
+    data["agents"].append({"label": "dqn", "algorithm": "DQN", "total_timesteps": 100})
+    assert spec_from_dict(data).diagnostics == Diagnostics(every=150, draws=16, batch_size=256)
+
+
 def test_first_seeds_keeps_the_full_runs_configs() -> None:
     spec = spec_from_dict(minimal(seeds=[3, 1, 2]))
     reduced = spec.first_seeds(2)
@@ -228,6 +275,15 @@ def test_finished_runs_with_a_different_config_are_refused(tmp_path: Path) -> No
     assert info.value.key == "agents[0]" and "different config" in info.value.reason
     finish_without_training(folder, run.to_config())
     check_store(spec, tmp_path)  # the same config: the run is simply kept
+
+
+def test_asking_for_diagnostics_changes_the_runs_config(tmp_path: Path) -> None:
+    plain = spec_from_dict(minimal())
+    run = plain.runs()[0]
+    finish_without_training(run.folder(tmp_path), run.to_config())
+    check_store(plain, tmp_path)
+    with pytest.raises(SpecError, match="made with a different config"):
+        check_store(spec_from_dict(minimal(diagnostics={"every": 50})), tmp_path)
 
 
 class KwargsForwarder(PPO):

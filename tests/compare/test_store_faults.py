@@ -37,7 +37,8 @@ from rlrelax.compare import execute_run, load_spec, run_experiment, spec_from_di
 from rlrelax.compare.store import RunFolderBusyError, claim_run_dir
 
 HERE = Path(__file__).resolve().parent
-STORE_FILES = ["config.json", "evaluations.npz", "progress.csv", "model.zip"]
+# The damaged runs measure gradient diagnostics, so their gradient_stats.csv is damaged in turn too.
+STORE_FILES = ["config.json", "evaluations.npz", "progress.csv", "model.zip", "gradient_stats.csv"]
 # A worker should be gone this soon after its runner; it takes milliseconds, the rest is slack for a busy CI.
 GONE_WITHIN_S = 10
 
@@ -253,7 +254,9 @@ def test_a_writer_whose_folder_was_taken_stops_and_writes_nothing(tmp_path: Path
 def finished_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A spec file and its store of two finished runs with their report: ``root/spec.toml``, ``root/runs``."""
     root = tmp_path_factory.mktemp("finished")
-    spec = write_spec(root / "spec.toml", "damage", [PPO_AGENT], [0, 1])
+    spec = root / "spec.toml"
+    diagnostics = {"every": 250, "draws": 3, "batch_size": 32}
+    spec.write_text(to_toml({**tiny_spec("damage", [PPO_AGENT], [0, 1]), "diagnostics": diagnostics}))
     assert run_experiment(load_spec(spec), root / "runs", workers=1, progress=False).ok
     return root
 
