@@ -45,7 +45,7 @@ from rlrelax.compare.store import (
     env_id_from_folder,
     finished_runs,
 )
-from rlrelax.compare.summary import AgentSummary, summarize
+from rlrelax.compare.summary import AgentSummary, GradientCurves, gradient_curves, summarize
 from rlrelax.compare.worker import RunOutcome, execute_run
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "Evaluation",
     "ExperimentLockedError",
     "FinishedRun",
+    "GradientCurves",
     "RunOutcome",
     "RunResult",
     "RunSpec",
@@ -72,6 +73,7 @@ __all__ = [
     "env_id_from_folder",
     "execute_run",
     "finished_runs",
+    "gradient_curves",
     "iqm",
     "iqm_curve",
     "load_spec",

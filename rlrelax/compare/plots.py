@@ -1,4 +1,5 @@
-"""Plots of a report: learning curves (IQM with a 95% band) and interval estimates of the final return.
+"""Plots of a report: learning curves (IQM with a 95% band), interval estimates of the final return, and the
+gradient diagnostics over training.
 
 Drawn on matplotlib ``Figure`` objects directly, without ``pyplot``, so no global state or GUI backend is
 touched (reports are also written from worker-free library calls and from CI).
@@ -9,11 +10,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from rlrelax.compare.summary import AgentSummary
+from rlrelax.compare.summary import GRADIENT_CURVES, AgentSummary, Curve, GradientCurves
 
-__all__ = ["plot_final_returns", "plot_learning_curves"]
+__all__ = ["plot_final_returns", "plot_gradient_diagnostics", "plot_learning_curves"]
+
+#: Each gradient statistic's title and axis scale: the SNR spans orders of magnitude too, but its unbiased
+#: estimate can be negative, which a symmetric log scale shows.
+_GRADIENT_AXES = {
+    "variance": ("variance tr Cov(g) (log)", "log"),
+    "snr": ("SNR |E g|² / tr Cov(g) (symlog)", "symlog"),
+    "relative_bias_sq": ("relative bias² |E g - g*|² / |g*|²", "linear"),
+    "cosine": ("cosine(E g, g*)", "linear"),
+}
 
 # PNG metadata without the matplotlib version, so the same runs draw the same file on other installs.
 _METADATA = {"Software": None}
@@ -21,6 +33,13 @@ _METADATA = {"Software": None}
 
 def _envs(summaries: Sequence[AgentSummary]) -> list[str]:
     return sorted({s.env_id for s in summaries})
+
+
+def _band(ax: Axes, steps: np.ndarray, curve: Curve, label: str, color: str) -> None:
+    """One IQM line with its 95% band."""
+    middle, low, high = curve
+    ax.plot(steps, middle, label=label, color=color)
+    ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
 
 
 def plot_learning_curves(summaries: Sequence[AgentSummary], path: Path) -> None:
@@ -34,10 +53,8 @@ def plot_learning_curves(summaries: Sequence[AgentSummary], path: Path) -> None:
     axes = figure.subplots(1, len(envs), squeeze=False)[0]
     for ax, env_id in zip(axes, envs, strict=True):
         rows = [s for s in summaries if s.env_id == env_id]
-        for s in rows:
-            middle, low, high = s.curve
-            (line,) = ax.plot(s.timesteps, middle, label=f"{s.label} ({len(s.runs)} runs)")
-            ax.fill_between(s.timesteps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        for index, s in enumerate(rows):
+            _band(ax, s.timesteps, s.curve, f"{s.label} ({len(s.runs)} runs)", f"C{index % 10}")
         if rows[0].threshold is not None:
             ax.axhline(rows[0].threshold, color="black", linestyle="--", linewidth=0.8, label="threshold")
         ax.set(title=env_id, xlabel="env steps", ylabel="evaluation return (IQM, 95% CI)")
@@ -70,4 +87,36 @@ def plot_final_returns(summaries: Sequence[AgentSummary], path: Path) -> None:
         ax.invert_yaxis()
         ax.set(title=env_id, xlabel="final return (IQM, 95% CI)")
         ax.grid(axis="x", alpha=0.3)
+    figure.savefig(path, dpi=120, metadata=_METADATA)
+
+
+def plot_gradient_diagnostics(
+    summaries: Sequence[AgentSummary], curves: Sequence[GradientCurves], path: Path
+) -> None:
+    """Draw each gradient statistic over training, IQM over runs with a 95% band: a row per env, a column per
+    statistic, one line per agent in the colour of its learning curve.
+
+    :param summaries: the report's summaries, which fix each agent's colour
+    :param curves: the agents' gradient curves (:func:`rlrelax.compare.summary.gradient_curves`)
+    :param path: the PNG to write
+    """
+    envs = sorted({c.env_id for c in curves})
+    figure = Figure(figsize=(4.2 * len(GRADIENT_CURVES), 3.4 * len(envs)), layout="constrained")
+    axes = figure.subplots(len(envs), len(GRADIENT_CURVES), squeeze=False)
+    for row, env_id in zip(axes, envs, strict=True):
+        labels = [s.label for s in summaries if s.env_id == env_id]
+        for ax, name in zip(row, GRADIENT_CURVES, strict=True):
+            title, scale = _GRADIENT_AXES[name]
+            for c in curves:
+                if c.env_id == env_id and name in c.curves:
+                    color = f"C{labels.index(c.label) % 10}"
+                    _band(ax, c.timesteps, c.curves[name], f"{c.label} ({len(c.runs)} runs)", color)
+            ax.set_yscale(scale)
+            ax.set(title=f"{env_id}: {title}", xlabel="env steps")
+            ax.grid(alpha=0.3)
+            if ax.has_data():
+                ax.legend(fontsize="small")
+            else:
+                empty = "no exact gradient" if name in GRADIENT_CURVES[2:] else "no measurement"
+                ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes)
     figure.savefig(path, dpi=120, metadata=_METADATA)

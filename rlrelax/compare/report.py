@@ -1,8 +1,9 @@
-"""The report of an experiment folder: ``report.md``, three CSV tables and two plots.
+"""The report of an experiment folder: ``report.md``, three CSV tables and two plots; with gradient
+diagnostics, a section per env, ``gradient_curves.csv`` and a third plot.
 
 Only finished runs (with ``result.json``) are read. The statistics use fixed bootstrap seeds and the files
 hold no timestamps or absolute paths, so the same runs always give byte-identical ``report.md``,
-``summary.csv``, ``runs.csv`` and ``evaluations.csv``.
+``summary.csv``, ``runs.csv``, ``evaluations.csv`` and ``gradient_curves.csv``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ import numpy as np
 
 from rlrelax.compare.stats import Interval, median_steps, probability_of_improvement
 from rlrelax.compare.store import ERROR_FILE, RESULT_FILE, env_id_from_folder
-from rlrelax.compare.summary import AgentSummary, summarize
+from rlrelax.compare.summary import (
+    GRADIENT_CURVES,
+    AgentSummary,
+    Curve,
+    GradientCurves,
+    gradient_curves,
+    summarize,
+)
 
 __all__ = ["write_report"]
 
@@ -27,6 +35,33 @@ RUNS_FILE = "runs.csv"
 EVALUATIONS_FILE = "evaluations.csv"
 CURVES_FILE = "learning_curves.png"
 FINAL_FILE = "final_returns.png"
+GRADIENT_CURVES_FILE = "gradient_curves.csv"
+GRADIENT_PLOT_FILE = "gradient_diagnostics.png"
+# Each agent's gradient curves by (env id, label); None for an agent whose runs measured none.
+Curves = dict[tuple[str, str], GradientCurves | None]
+
+_GRADIENT_EXPLAINED = [
+    "Every `every` env steps (at the first rollout end at or after each multiple), each run drew its",
+    "actor's gradient estimate `g` `draws` times on one fixed batch: `batch` replay observations (GumbelAC;",
+    "SoftQ, whose policy is the Boltzmann `softmax(Q/alpha)`), `batch` steps of the last rollout (PPO, A2C),",
+    "or bootstrap resamples of the last rollout's episodes (REINFORCE). Each statistic is estimated without",
+    "the bias that a finite number of draws gives the naive one, with a jackknife standard error per",
+    "measurement (`gradient_stats.csv` in each run folder):",
+    "",
+    "- *variance*: `tr Cov(g)`, the summed variance of the estimate's coordinates: the noise one update",
+    "  carries (log scale in the figure);",
+    "- *SNR*: `|E g|² / tr Cov(g)`: well above 1, a single estimate points where its mean does; far below 1,",
+    "  it is mostly noise (near 0 its estimate can come out negative);",
+    "- *relative bias²*: `|E g - g*|² / |g*|²`, against the exact gradient `g*` of the same objective on the",
+    "  same batch (every action enumerated): 0 within its error for an unbiased estimator;",
+    "- *cosine*: between `E g` and `g*`: 1 when the estimate points, on average, where the exact gradient",
+    "  does (`nan` when no mean gradient is detectable: an estimate of `|E g|²` at or below 0).",
+    "",
+    "The table gives each at the last measurement the runs share: IQM over runs [95% bootstrap band], as the",
+    "figure does over training; *time measuring* is the share of a run's wall time spent on it (mean over",
+    "runs).",
+    "",
+]
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -147,6 +182,72 @@ def _evaluations_csv(summaries: list[AgentSummary]) -> str:
     return _csv(rows)
 
 
+def _asked_for_diagnostics(summary: AgentSummary) -> bool:
+    """Whether the agent's runs asked for gradient diagnostics (an agent without an actor gradient too)."""
+    return any("diagnostics" in run.config["run"] for run in summary.runs)
+
+
+def _last(curve: Curve) -> str:
+    """The IQM and band of a curve at its last step, in a form that fits values of any magnitude."""
+    middle, low, high = (float(values[-1]) for values in curve)
+    return f"{middle:.3g} [{low:.3g}, {high:.3g}]"
+
+
+def _gradient_curves_csv(curves: Curves) -> str:
+    """The gradient curves of every agent: IQM over runs with the 95% band, per statistic and measurement."""
+    header: list[Any] = ["env_id", "agent", "timestep", "runs"]
+    header += [f"{name}_{part}" for name in GRADIENT_CURVES for part in ("iqm", "low", "high")]
+    rows = [header]
+    for (env_id, label), agent in sorted(curves.items()):
+        if agent is None:
+            continue
+        for index, timestep in enumerate(agent.timesteps):
+            cells: list[str] = []
+            for name in GRADIENT_CURVES:
+                curve = agent.curves.get(name)
+                cells += ["", "", ""] if curve is None else [f"{float(part[index]):.6g}" for part in curve]
+            rows.append([env_id, label, int(timestep), len(agent.runs), *cells])
+    return _csv(rows)
+
+
+def _gradient_section(env_id: str, rows: list[AgentSummary], curves: Curves) -> list[str]:
+    """The report's section on the gradient quality of one env's agents."""
+    lines = [f"## Gradient quality: {env_id}", "", *_GRADIENT_EXPLAINED]
+    lines += [
+        "| agent | algorithm | runs | every / draws / batch | measurements | variance | SNR | relative bias² "
+        "| cosine | time measuring |",
+        "| --- | --- | ---: | ---: | ---: | --- | --- | --- | --- | ---: |",
+    ]
+    notes = []
+    for s in rows:
+        agent = curves[(s.env_id, s.label)]
+        if agent is None:
+            why = (
+                f"{s.algorithm} has no actor gradient they can measure (they measure rlrelax's agents and "
+                "SB3's PPO and A2C)"
+                if _asked_for_diagnostics(s)
+                else "its runs asked for none"
+            )
+            notes.append(f"- {s.label} ({s.algorithm}): no gradient diagnostics: {why}.")
+            continue
+        settings = agent.runs[0].config["run"]["diagnostics"]
+        cells = [_last(agent.curves[name]) if name in agent.curves else "—" for name in GRADIENT_CURVES]
+        if not agent.timesteps.size:
+            cells = ["—"] * len(GRADIENT_CURVES)
+            notes.append(f"- {s.label} ({s.algorithm}): no measurement that all its runs share: no curves.")
+        elif not agent.has_exact:
+            notes.append(
+                f"- {s.label} ({s.algorithm}): no exact gradient to compare with (the returns of the actions "
+                "not taken are unknown), so no relative bias or cosine."
+            )
+        lines.append(
+            f"| {s.label} | {s.algorithm} | {len(agent.runs)} "
+            f"| {settings['every']:,} / {settings['draws']} / {settings['batch_size']} "
+            f"| {agent.timesteps.size} | " + " | ".join(cells) + f" | {agent.measuring_share.mean():.1%} |"
+        )
+    return [*lines, "", *notes, ""]
+
+
 def _unfinished(experiment_dir: Path) -> list[str]:
     """Run folders without ``result.json``: failed (``error.txt``) or interrupted; not counted anywhere."""
     lines = []
@@ -159,7 +260,13 @@ def _unfinished(experiment_dir: Path) -> list[str]:
 
 
 def _markdown(
-    name: str, summaries: list[AgentSummary], plots: list[str], reps: int, seed: int, notes: list[str]
+    name: str,
+    summaries: list[AgentSummary],
+    plots: list[str],
+    curves: Curves,
+    reps: int,
+    seed: int,
+    notes: list[str],
 ) -> str:
     lines = [f"# Comparison: {name}", ""]
     n_runs = sum(len(s.runs) for s in summaries)
@@ -224,16 +331,25 @@ def _markdown(
                 lines.append(f"| {x.label} | " + " | ".join(cells) + " |")
         lines.append("")
     for plot in plots:
-        lines += [f"![{plot}]({plot})", ""]
+        if plot != GRADIENT_PLOT_FILE:
+            lines += [f"![{plot}]({plot})", ""]
+    for env_id in sorted({s.env_id for s in summaries}):
+        rows = [s for s in summaries if s.env_id == env_id]
+        if any(_asked_for_diagnostics(s) for s in rows):
+            lines += _gradient_section(env_id, rows, curves)
+    if GRADIENT_PLOT_FILE in plots:
+        lines += [f"![{GRADIENT_PLOT_FILE}]({GRADIENT_PLOT_FILE})", ""]
     if notes:
         lines += ["## Notes", "", *notes, ""]
     return "\n".join(lines)
 
 
 def write_report(experiment_dir: str | Path, *, reps: int = 10_000, seed: int = 0) -> dict[str, Path]:
-    """Write ``report.md``, ``summary.csv``, ``runs.csv``, ``evaluations.csv`` and the two plots.
+    """Write ``report.md``, ``summary.csv``, ``runs.csv``, ``evaluations.csv`` and the two plots; where runs
+    asked for gradient diagnostics, also ``gradient_curves.csv`` and ``gradient_diagnostics.png``.
 
-    ``runs.csv`` holds each run's final return and ``evaluations.csv`` every evaluation of every run: small
+    ``runs.csv`` holds each run's final return, ``evaluations.csv`` every evaluation of every run and
+    ``gradient_curves.csv`` the gradient statistics over training (IQM over runs with 95% bands): small
     enough to commit, they keep a comparison's results when its run folders are gone.
 
     The plots need matplotlib (``pip install 'rlrelax[compare]'``); without it they are left out and the
@@ -250,25 +366,34 @@ def write_report(experiment_dir: str | Path, *, reps: int = 10_000, seed: int = 
     if not summaries:
         raise ValueError(f"{directory} holds no finished run (no <env>/<agent>/seed-<n>/{RESULT_FILE})")
     notes = _unfinished(directory)
+    curves: Curves = {(s.env_id, s.label): gradient_curves(s, seed=seed) for s in summaries}
+    diagnostics = any(_asked_for_diagnostics(s) for s in summaries)
     tables = {
         SUMMARY_FILE: _summary_csv(summaries),
         RUNS_FILE: _runs_csv(summaries),
         EVALUATIONS_FILE: _evaluations_csv(summaries),
     }
+    if diagnostics:
+        tables[GRADIENT_CURVES_FILE] = _gradient_curves_csv(curves)
     written = {}
     for name, table in tables.items():
         (directory / name).write_text(table)
         written[name] = directory / name
     plots: list[str] = []
     try:
-        from rlrelax.compare.plots import plot_final_returns, plot_learning_curves
+        from rlrelax.compare.plots import plot_final_returns, plot_gradient_diagnostics, plot_learning_curves
     except ImportError:
         notes = ["- plots: not drawn, matplotlib is not installed (`pip install 'rlrelax[compare]'`)", *notes]
     else:
         plot_learning_curves(summaries, directory / CURVES_FILE)
         plot_final_returns(summaries, directory / FINAL_FILE)
         plots = [CURVES_FILE, FINAL_FILE]
+        measured = [agent for agent in curves.values() if agent is not None]
+        if measured:
+            plot_gradient_diagnostics(summaries, measured, directory / GRADIENT_PLOT_FILE)
+            plots.append(GRADIENT_PLOT_FILE)
         written.update({name: directory / name for name in plots})
-    (directory / REPORT_FILE).write_text(_markdown(directory.name, summaries, plots, reps, seed, notes))
+    report = _markdown(directory.name, summaries, plots, curves, reps, seed, notes)
+    (directory / REPORT_FILE).write_text(report)
     written[REPORT_FILE] = directory / REPORT_FILE
     return written
