@@ -103,6 +103,8 @@ def gradient_statistics(draws: ActorGradientDraws) -> dict[str, float]:
     errors (``*_se``) are jackknife estimates over the draws.
 
     ``cosine`` is NaN when the estimate of ``|E g|²`` is not positive (no mean gradient is detectable).
+    Draws that are all the same (a deterministic estimate, such as GumbelAC's ``"exact"``) have a variance of
+    exactly 0 and an infinite ``snr``.
 
     :param draws: at least three draws, and optionally the exact gradient
     :return: ``variance`` (``tr(Σ)``, the summed variance of the gradient's coordinates), ``signal``
@@ -116,32 +118,45 @@ def gradient_statistics(draws: ActorGradientDraws) -> dict[str, float]:
             f"gradient_statistics needs (n_draws >= 3, n_parameters) draws, got {tuple(estimates.shape)}"
         )
 
+    # The sums are taken over the draws' deviations from their mean c: in the raw sums the variance is the
+    # difference of two large, nearly equal numbers, and identical draws would read as rounding noise
+    # (an SNR of ±1e16) instead of 0. Every statistic below is the same function of the raw draws.
+    center = estimates.mean(0)
+    deviations = estimates - center
+
     def variance(total: torch.Tensor, squares: torch.Tensor, n: int) -> torch.Tensor:
         return (squares - total.pow(2).sum(-1) / n) / (n - 1)
 
     def signal(total: torch.Tensor, squares: torch.Tensor, n: int) -> torch.Tensor:
-        return (total.pow(2).sum(-1) - squares) / (n * (n - 1))
+        # Σ_{i≠j} g_iᵀg_j / (n(n-1)) with g_i = d_i + c.
+        return (
+            (total.pow(2).sum(-1) - squares) / (n * (n - 1)) + 2 * (total @ center) / n + center.pow(2).sum()
+        )
 
     def snr(total: torch.Tensor, squares: torch.Tensor, n: int) -> torch.Tensor:
         return signal(total, squares, n) / variance(total, squares, n)
 
     stats: dict[str, float] = {}
     for name, statistic in (("variance", variance), ("signal", signal), ("snr", snr)):
-        stats[name], stats[f"{name}_se"] = _jackknife(statistic, estimates)
+        stats[name], stats[f"{name}_se"] = _jackknife(statistic, deviations)
     if draws.exact is not None:
         exact = draws.exact.double()
         exact_sq = exact.pow(2).sum()
+        center_along_exact = center @ exact
+
+        def mean_along_exact(total: torch.Tensor, n: int) -> torch.Tensor:
+            return (total @ exact) / n + center_along_exact
 
         def relative_bias_sq(total: torch.Tensor, squares: torch.Tensor, n: int) -> torch.Tensor:
             # |E g - g*|² = |E g|² - 2 E[g]ᵀg* + |g*|², each term estimated without bias.
-            return (signal(total, squares, n) - 2 * (total @ exact) / n + exact_sq) / exact_sq
+            return (signal(total, squares, n) - 2 * mean_along_exact(total, n) + exact_sq) / exact_sq
 
         def cosine(total: torch.Tensor, squares: torch.Tensor, n: int) -> torch.Tensor:
-            return (total @ exact) / n / (signal(total, squares, n).sqrt() * exact_sq.sqrt())
+            return mean_along_exact(total, n) / (signal(total, squares, n).sqrt() * exact_sq.sqrt())
 
         stats["exact_norm"] = float(exact_sq.sqrt())
         for name, statistic in (("relative_bias_sq", relative_bias_sq), ("cosine", cosine)):
-            stats[name], stats[f"{name}_se"] = _jackknife(statistic, estimates)
+            stats[name], stats[f"{name}_se"] = _jackknife(statistic, deviations)
     return stats
 
 

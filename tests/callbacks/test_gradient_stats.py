@@ -116,6 +116,16 @@ def test_statistics_of_known_draws() -> None:
     assert stats["signal_se"] == pytest.approx((2 / 3 * spread) ** 0.5)
 
 
+def test_identical_draws_have_no_variance() -> None:
+    # A deterministic estimate (GumbelAC's "exact"): identical draws, whose raw sums differ by rounding.
+    gradient = torch.randn(5_000, generator=torch.Generator().manual_seed(0)) * 1e3 + 7.1
+    stats = gradient_statistics(ActorGradientDraws(gradient.repeat(12, 1), exact=gradient))
+    assert stats["variance"] == 0.0 and stats["variance_se"] == 0.0
+    assert stats["snr"] == np.inf
+    assert stats["relative_bias_sq"] == pytest.approx(0.0, abs=1e-12)
+    assert stats["cosine"] == pytest.approx(1.0, abs=1e-12)
+
+
 def test_signal_and_bias_carry_no_monte_carlo_bias() -> None:
     # A true SNR of 0.001: |E g|² = 1 against tr Cov = 1000, and draws that are unbiased for g* = E g. With 4
     # draws, |mean|² averages 1 + 1000/4 and |mean - g*|²/|g*|² averages 1000/4; the estimates must average
