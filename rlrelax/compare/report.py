@@ -235,7 +235,12 @@ def _gradient_section(env_id: str, rows: list[AgentSummary], curves: Curves) -> 
         if not agent.timesteps.size:
             cells = ["—"] * len(GRADIENT_CURVES)
             notes.append(f"- {s.label} ({s.algorithm}): no measurement that all its runs share: no curves.")
-        elif not agent.has_exact:
+        elif not agent.curves["variance"][0].any():
+            notes.append(
+                f"- {s.label} ({s.algorithm}): zero variance: its estimate is the same at every draw (a "
+                "deterministic estimator), so its SNR is infinite; neither shows on the figure's log scales."
+            )
+        if agent.timesteps.size and not agent.has_exact:
             notes.append(
                 f"- {s.label} ({s.algorithm}): no exact gradient to compare with (the returns of the actions "
                 "not taken are unknown), so no relative bias or cosine."

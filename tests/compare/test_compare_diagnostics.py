@@ -38,6 +38,17 @@ SPEC = {
             "kwargs": {"learning_starts": 100, "batch_size": 32, "policy_kwargs": {"net_arch": [16]}},
         },
         {
+            "label": "GumbelAC-exact",
+            "algorithm": "GumbelAC",
+            "total_timesteps": 1_000,
+            "kwargs": {
+                "estimator": "exact",
+                "learning_starts": 100,
+                "batch_size": 32,
+                "policy_kwargs": {"net_arch": [16]},
+            },
+        },
+        {
             "label": "REINFORCE",
             "algorithm": "REINFORCE",
             "total_timesteps": 1_000,
@@ -158,13 +169,18 @@ def test_the_report_shows_each_agents_gradient_quality(experiment: Path) -> None
     report = (experiment / "report.md").read_text()
     section = report[report.index("## Gradient quality: CartPole-v1") :]
     table = [line for line in section.splitlines() if line.startswith("| ")][2:]
-    assert [line.split(" | ")[0] for line in table] == ["| GumbelAC", "| REINFORCE"]
+    assert [line.split(" | ")[0] for line in table] == ["| GumbelAC", "| GumbelAC-exact", "| REINFORCE"]
     assert table[0].startswith("| GumbelAC | GumbelAC | 2 | 500 / 3 / 64 | 3 | ")
-    assert table[1].startswith("| REINFORCE | REINFORCE | 2 | 500 / 3 / 64 | ")
-    assert table[1].split(" | ")[7:9] == ["—", "—"]  # relative bias², cosine
+    # The exact estimator is the same at every draw: no variance, an infinite SNR, no bias.
+    assert table[1].startswith(
+        "| GumbelAC-exact | GumbelAC | 2 | 500 / 3 / 64 | 2 | 0 [0, 0] | inf [nan, nan] | "
+    )
+    assert table[2].startswith("| REINFORCE | REINFORCE | 2 | 500 / 3 / 64 | ")
+    assert table[2].split(" | ")[7:9] == ["—", "—"]  # relative bias², cosine
     assert "- DQN (DQN): no gradient diagnostics: DQN has no actor gradient they can measure" in section
     assert f"- {UNMEASURED} (GumbelAC): no gradient diagnostics: its runs asked for none." in section
     assert "- REINFORCE (REINFORCE): no exact gradient to compare with" in section
+    assert "- GumbelAC-exact (GumbelAC): zero variance: its estimate is the same at every draw" in section
     assert "![gradient_diagnostics.png](gradient_diagnostics.png)" in section
     assert (experiment / "gradient_diagnostics.png").stat().st_size > 0
 
@@ -174,7 +190,7 @@ def test_the_report_shows_each_agents_gradient_quality(experiment: Path) -> None
         ("GumbelAC", "1000"),
         ("GumbelAC", "1500"),
     }
-    assert {row["agent"] for row in curves} == {"GumbelAC", "REINFORCE"}
+    assert {row["agent"] for row in curves} == {"GumbelAC", "GumbelAC-exact", "REINFORCE"}
     per_run = [
         read_gradient_stats(run_folder(experiment, "GumbelAC", seed) / "gradient_stats.csv")
         for seed in (0, 1)
