@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from rlrelax._platform import cpu_model
 from rlrelax.compare.store import (
     CONFIG_FILE,
     ERROR_FILE,
@@ -116,6 +117,8 @@ def _environment(commit: str | None) -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
+        # Training results depend on the CPU (its MKL and torch kernels round differently), so it is named.
+        "cpu": cpu_model(),
         "versions": versions,
         "git_commit": commit,
     }

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from stable_baselines3 import PPO
 
+from rlrelax._platform import cpu_model
 from rlrelax.cli import EXIT_BUSY, EXIT_FAILED, EXIT_INVALID, main
 from rlrelax.compare import (
     CompareResult,
@@ -118,6 +119,7 @@ def test_store_layout_and_marker_written_last(local: tuple[Spec, Path, CompareRe
     assert config["run"] == spec.runs()[1].to_config()
     assert set(config["environment"]["versions"]) >= {"stable-baselines3", "torch", "gymnasium", "numpy"}
     assert "git_commit" in config["environment"]
+    assert config["environment"]["cpu"] == cpu_model()
     with np.load(folder / "evaluations.npz") as evaluations:  # SB3's EvalCallback format, unchanged
         assert sorted(evaluations.files) == ["ep_lengths", "results", "timesteps"]
         # every 250 steps (125 calls of 2 envs), then the final model at 512 (PPO's last rollout overshoots)
