@@ -132,6 +132,8 @@ class SlateEnv(gym.Env[np.ndarray, np.ndarray]):
     * v0: Initial version.
     """
 
+    # Nothing to render, so no render_mode argument: asked for one, gymnasium.make raises the TypeError on
+    # which SB3 (given an env id, it asks for "rgb_array") retries without it.
     metadata = {"render_modes": []}  # noqa: RUF012 (Gymnasium declares Env.metadata per instance)
 
     def __init__(
@@ -141,7 +143,6 @@ class SlateEnv(gym.Env[np.ndarray, np.ndarray]):
         n_topics: int = 5,
         budget: float = 10.0,
         item_seed: int = 0,
-        render_mode: str | None = None,
     ) -> None:
         check_int(n_items, "n_items", 2)
         check_int(slate_size, "slate_size", 1)
@@ -154,11 +155,8 @@ class SlateEnv(gym.Env[np.ndarray, np.ndarray]):
             raise ValueError(f"n_topics={n_topics} exceeds n_items={n_items}: every topic needs an item")
         self.initial_budget = check_positive(budget, "budget")
         check_int(item_seed, "item_seed", 0)
-        if render_mode is not None:
-            raise ValueError(f"render_mode must be None (nothing to render), got {render_mode!r}")
         self.n_items, self.slate_size, self.n_topics = int(n_items), int(slate_size), int(n_topics)
         self.item_seed = int(item_seed)
-        self.render_mode = render_mode
 
         catalogue = np.random.default_rng(self.item_seed)
         self._topics = np.arange(self.n_items) % self.n_topics

@@ -58,15 +58,14 @@ class BinaryTargetEnv(gym.Env[np.ndarray, np.int64]):
     * v0: Initial version.
     """
 
+    # Nothing to render, so no render_mode argument: asked for one, gymnasium.make raises the TypeError on
+    # which SB3 (given an env id, it asks for "rgb_array") retries without it.
     metadata = {"render_modes": []}  # noqa: RUF012 (Gymnasium declares Env.metadata per instance)
 
-    def __init__(self, target: float = 0.499, render_mode: str | None = None) -> None:
+    def __init__(self, target: float = 0.499) -> None:
         if isinstance(target, bool) or not isinstance(target, int | float) or not np.isfinite(target):
             raise ValueError(f"target must be a finite float, got {target!r}")
-        if render_mode is not None:
-            raise ValueError(f"render_mode must be None (nothing to render), got {render_mode!r}")
         self.target = float(target)
-        self.render_mode = render_mode
         self.action_space = spaces.Discrete(2)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
         self._means = -((np.arange(2.0) - self.target) ** 2)
@@ -145,6 +144,8 @@ class CategoricalBanditEnv(gym.Env[np.ndarray, np.int64]):
     * v0: Initial version.
     """
 
+    # Nothing to render, so no render_mode argument: asked for one, gymnasium.make raises the TypeError on
+    # which SB3 (given an env id, it asks for "rgb_array") retries without it.
     metadata = {"render_modes": []}  # noqa: RUF012 (Gymnasium declares Env.metadata per instance)
 
     def __init__(
@@ -153,7 +154,6 @@ class CategoricalBanditEnv(gym.Env[np.ndarray, np.int64]):
         noise_std: float = 1.0,
         means_seed: int = 0,
         means: Sequence[float] | np.ndarray | None = None,
-        render_mode: str | None = None,
     ) -> None:
         if n_arms is not None and (isinstance(n_arms, bool) or not isinstance(n_arms, int) or n_arms < 2):
             raise ValueError(f"n_arms must be an int >= 2, got {n_arms!r}")
@@ -165,8 +165,6 @@ class CategoricalBanditEnv(gym.Env[np.ndarray, np.int64]):
             or not 0 <= noise_std < np.inf
         ):
             raise ValueError(f"noise_std must be a finite float >= 0, got {noise_std!r}")
-        if render_mode is not None:
-            raise ValueError(f"render_mode must be None (nothing to render), got {render_mode!r}")
         if means is None:
             arm_means = np.random.default_rng(means_seed).standard_normal(10 if n_arms is None else n_arms)
         else:
@@ -178,7 +176,6 @@ class CategoricalBanditEnv(gym.Env[np.ndarray, np.int64]):
         arm_means.flags.writeable = False
         self._means = arm_means
         self.noise_std = float(noise_std)
-        self.render_mode = render_mode
         self.action_space = spaces.Discrete(arm_means.size)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
 

@@ -79,6 +79,16 @@ def test_toy_kwargs_pass_through_make() -> None:
     assert bandit.means.shape == (4,)  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_an_sb3_algorithm_accepts_every_id(env_id: str) -> None:
+    # Given an id, SB3 asks gymnasium.make for render_mode="rgb_array" and retries without it on a TypeError.
+    from stable_baselines3 import PPO
+
+    model = PPO("MlpPolicy", env_id, n_steps=16, batch_size=16, seed=0)
+    model.learn(16)
+    assert model.num_timesteps == 16
+
+
 def test_sb3_make_vec_env_accepts_the_id() -> None:
     # SB3's make_vec_env asks for render_mode="rgb_array" when given an id.
     from stable_baselines3.common.env_util import make_vec_env

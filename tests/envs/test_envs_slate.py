@@ -199,7 +199,6 @@ def test_state_is_only_there_after_reset() -> None:
         ({"budget": math.nan}, ValueError, "budget must be a finite number > 0, got nan"),
         ({"budget": "10"}, TypeError, "budget must be a real number, got '10'"),
         ({"item_seed": -1}, ValueError, "item_seed must be an int >= 0, got -1"),
-        ({"render_mode": "human"}, ValueError, "render_mode must be None"),
     ],
 )
 def test_bad_arguments_raise_naming_the_value(kwargs: dict[str, object], error: type, message: str) -> None:

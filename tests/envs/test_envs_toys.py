@@ -110,7 +110,6 @@ def test_invalid_actions_raise(env_cls: type[BinaryTargetEnv] | type[Categorical
         ({"means": [1.0]}, "means"),
         ({"means": [0.0, float("inf")]}, "means"),
         ({"means": [0.0, 1.0], "n_arms": 3}, "n_arms"),
-        ({"render_mode": "human"}, "render_mode"),
     ],
 )
 def test_bandit_bad_arguments_raise(kwargs: dict[str, object], name: str) -> None:
