@@ -36,7 +36,10 @@ def _temper(
         z = z - z.detach().amax(dim, keepdim=True)
         inplace = True
     if isinstance(tau, torch.Tensor):
-        return z / tau
+        # -inf / tau is -inf whatever tau is, but its derivative w.r.t. a learned tau is 0 * inf = NaN, which
+        # would poison tau's gradient: only the finite entries are divided.
+        impossible = torch.isneginf(z)
+        return torch.where(impossible, 0.0, z).div(tau).masked_fill(impossible, -math.inf)
     if tau_value == 1.0:
         return z
     return z.div_(tau_value) if inplace else z / tau_value

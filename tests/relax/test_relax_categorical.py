@@ -53,6 +53,26 @@ def test_softmax_learnable_tensor_tau_gets_gradient() -> None:
     torch.testing.assert_close(tau.grad, tau_ref.grad)
 
 
+@pytest.mark.parametrize("fn", [softmax, log_softmax], ids=["softmax", "log_softmax"])
+def test_learned_tau_gradient_ignores_minus_inf_logits(fn: Callable[..., torch.Tensor]) -> None:
+    # -inf / tau has derivative 0 * inf = NaN w.r.t. tau; an impossible action must not poison it.
+    x = torch.tensor([[0.5, -INF, 1.0], [2.0, 0.1, -INF]], dtype=torch.float64)
+    tau = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    fn(x, tau)[torch.isfinite(x)].sum().backward()
+    # The impossible entries contribute nothing: the rows without them give the same gradient.
+    tau_ref = tau.detach().clone().requires_grad_(True)
+    torch.cat([fn(row[torch.isfinite(row)], tau_ref) for row in x]).sum().backward()
+    assert tau.grad is not None and torch.isfinite(tau.grad)
+    torch.testing.assert_close(tau.grad, tau_ref.grad)
+
+
+def test_gumbel_softmax_learned_tau_gradient_is_finite_with_minus_inf_logits() -> None:
+    x = torch.tensor([[0.5, -INF, 1.0], [2.0, 0.1, -INF]], dtype=torch.float64)
+    tau = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    (gumbel_softmax(x, tau, generator=_gen()) * torch.arange(3.0, dtype=torch.float64)).sum().backward()
+    assert tau.grad is not None and torch.isfinite(tau.grad) and tau.grad != 0
+
+
 def test_minus_inf_logits_get_zero_mass_and_zero_gradient() -> None:
     x = torch.tensor([[0.5, -INF, 1.0, -INF], [-INF, 2.0, -INF, -INF]], requires_grad=True)
     weights = torch.randn(2, 4, generator=_gen())
