@@ -25,13 +25,14 @@ from rlrelax._validation import (
     check_unit_interval,
 )
 from rlrelax.agents.common import ActorGradientDraws, check_factorised_action_space, flat_gradient
-from rlrelax.agents.reinforce.policies import MlpPolicy
+from rlrelax.agents.reinforce.policies import ActionControlVariate, MlpPolicy
 from rlrelax.estimators import leave_one_out_baseline, mean_baseline, score_function_surrogate
+from rlrelax.estimators.rebar import control_variate_terms
 from rlrelax.relax import LinearSchedule
 
 SelfREINFORCE = TypeVar("SelfREINFORCE", bound="REINFORCE")
 
-BASELINES = ("none", "mean", "value", "leave_one_out")
+BASELINES = ("none", "mean", "value", "leave_one_out", "relax")
 
 # Decaying the step size to zero makes the last updates small, so the policy that training ends with is
 # the one it had converged to rather than a random step away from it (Monte Carlo gradients stay noisy
@@ -47,11 +48,13 @@ class Episode:
     :param actions: the actions ``a_0 .. a_{T-1}``, shape ``(T,)`` for a ``Discrete`` space, else
         ``(T, n_choices)``
     :param rewards: the rewards ``r_1 .. r_T``, shape ``(T,)``
+    :param noise: the Gumbel noise that drew each action (``baseline="relax"`` only), shape ``(T, K)``
     """
 
     observations: np.ndarray
     actions: np.ndarray
     rewards: np.ndarray
+    noise: np.ndarray | None = None
 
 
 class EpisodeBuffer:
@@ -71,6 +74,7 @@ class EpisodeBuffer:
         self._observations: list[list[np.ndarray]] = [[] for _ in range(n_envs)]
         self._actions: list[list[np.ndarray]] = [[] for _ in range(n_envs)]
         self._rewards: list[list[float]] = [[] for _ in range(n_envs)]
+        self._noise: list[list[np.ndarray]] = [[] for _ in range(n_envs)]
 
     def reset(self) -> None:
         """Forget every episode, complete or not."""
@@ -92,17 +96,27 @@ class EpisodeBuffer:
         """Whether every env has contributed its quota: the rollout is complete."""
         return bool((self._completed >= self.quota).all())
 
-    def add(self, env_index: int, observation: np.ndarray, action: np.ndarray, reward: float) -> None:
+    def add(
+        self,
+        env_index: int,
+        observation: np.ndarray,
+        action: np.ndarray,
+        reward: float,
+        noise: np.ndarray | None = None,
+    ) -> None:
         """Append one step to the episode running in env ``env_index``.
 
         :param env_index: which env took the step
         :param observation: the observation the action was chosen on
         :param action: the action taken: an index, or one entry per choice
         :param reward: the reward received for it
+        :param noise: the Gumbel noise that drew the action, kept only where the update needs it
         """
         self._observations[env_index].append(observation)
         self._actions[env_index].append(action)
         self._rewards[env_index].append(reward)
+        if noise is not None:
+            self._noise[env_index].append(noise)
 
     def finish(self, env_index: int) -> None:
         """Move the episode running in env ``env_index`` to the complete episodes.
@@ -114,6 +128,7 @@ class EpisodeBuffer:
                 observations=np.stack(self._observations[env_index]),
                 actions=np.asarray(self._actions[env_index], dtype=np.int64),
                 rewards=np.asarray(self._rewards[env_index], dtype=np.float32),
+                noise=np.stack(self._noise[env_index]) if self._noise[env_index] else None,
             )
         )
         self._completed[env_index] += 1
@@ -123,6 +138,7 @@ class EpisodeBuffer:
         self._observations[env_index] = []
         self._actions[env_index] = []
         self._rewards[env_index] = []
+        self._noise[env_index] = []
 
     @property
     def n_steps(self) -> int:
@@ -143,12 +159,14 @@ class EpisodeBatch:
         SB3's buffers)
     :param returns: reward-to-go, shape ``(M, T)`` for M episodes of at most T steps
     :param mask: ``True`` where ``returns`` holds a real step, shape ``(M, T)``
+    :param noise: the Gumbel noise that drew each action, shape ``(N, K)`` (``baseline="relax"`` only)
     """
 
     observations: th.Tensor
     actions: th.Tensor
     returns: th.Tensor
     mask: th.Tensor
+    noise: th.Tensor | None = None
 
 
 def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
@@ -175,7 +193,9 @@ class REINFORCE(BaseAlgorithm):
     baseline: W. Kool, H. van Hoof and M. Welling (2019), "Buy 4 REINFORCE samples, get a baseline for
     free!", ICLR Deep RL Meets Structured Prediction workshop. Reward-to-go and the state-value baseline
     follow R. S. Sutton and A. G. Barto (2018), "Reinforcement Learning: An Introduction", 2nd ed., Sec.
-    13.3-13.4 ("REINFORCE" and "REINFORCE with baseline").
+    13.3-13.4 ("REINFORCE" and "REINFORCE with baseline"). Action-dependent control variate
+    (``baseline="relax"``): W. Grathwohl, D. Choi, Y. Wu, G. Roeder and D. Duvenaud (2018), "Backpropagation
+    through the Void: Optimizing control variates for black-box gradient estimation", ICLR, section 3.3.
 
     Each update uses a batch of complete episodes, all collected with the current policy.
     The return of step t is the discounted reward-to-go to the episode's end; nothing is bootstrapped,
@@ -210,9 +230,17 @@ class REINFORCE(BaseAlgorithm):
         the same time step over the batch's episodes (an ended episode counts 0), itself included;
         ``"leave_one_out"``, the same mean over the OTHER episodes, which keeps the estimate unbiased;
         ``"value"``, a learned state value V(s) (the policy's value head, fitted to the batch's returns
-        standardised by their mean and standard deviation, and mapped back for the baseline)
+        standardised by their mean and standard deviation, and mapped back for the baseline); ``"relax"``,
+        RELAX's learned, action-dependent control variate (Grathwohl et al., 2018): the estimate of step t is
+        ``[G_t - c(z~_t, s_t)] ∇ log π(a_t|s_t) + ∇ c(z_t, s_t) - ∇ c(z~_t, s_t)``, where ``z_t`` is the
+        Gumbel-max sample that drew ``a_t`` (kept from the rollout) and ``z~_t ~ p(z | a_t)``; unbiased for
+        every :class:`~rlrelax.agents.reinforce.policies.ActionControlVariate` ``c``, which is trained to
+        minimise the estimate's variance (the squared per-step gradient w.r.t. the logits), with its own
+        Adam optimizer on the same learning-rate schedule. ``Discrete`` action spaces only
     :param normalize_advantage: whether to standardise the advantages (return minus baseline) over the
-        batch; with ``baseline="none"`` this is return normalisation
+        batch; with ``baseline="none"`` this is return normalisation; with ``baseline="relax"`` the returns
+        are standardised instead (over the batch), since the control variate's correction terms must stay
+        on the scale of the returns it is subtracted from
     :param ent_coef: the entropy bonus coefficient
     :param vf_coef: the value-loss coefficient (``baseline="value"`` only)
     :param max_grad_norm: the gradient-norm clipping threshold, or ``None`` for no clipping
@@ -276,6 +304,11 @@ class REINFORCE(BaseAlgorithm):
         # ``load`` builds the model without an env first and checks the saved spaces itself.
         if env is not None:
             check_factorised_action_space(self.action_space, type(self).__name__)
+        if env is not None and baseline == "relax" and not isinstance(self.action_space, spaces.Discrete):
+            raise ValueError(
+                f"baseline='relax' needs a Discrete action space (its control variate relaxes one "
+                f"categorical choice), got {self.action_space!r}"
+            )
         if env is not None and isinstance(self.observation_space, spaces.Dict):
             raise ValueError(
                 f"{type(self).__name__} does not support Dict observation spaces, "
@@ -301,6 +334,14 @@ class REINFORCE(BaseAlgorithm):
         )
         self.policy = self.policy.to(self.device)
         self.episode_buffer = self._new_episode_buffer()
+        if self.baseline == "relax":
+            assert isinstance(self.action_space, spaces.Discrete)
+            self.control_variate = ActionControlVariate(self.observation_space, int(self.action_space.n)).to(
+                self.device
+            )
+            self.control_variate_optimizer = th.optim.Adam(
+                self.control_variate.parameters(), lr=self.lr_schedule(1)
+            )
 
     def _new_episode_buffer(self) -> EpisodeBuffer:
         """An empty episode buffer for the current number of envs, each env's quota rounded up."""
@@ -310,9 +351,30 @@ class REINFORCE(BaseAlgorithm):
         return [*super()._excluded_save_params(), "episode_buffer"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        return ["policy", "policy.optimizer"], []
+        state_dicts = ["policy", "policy.optimizer"]
+        if self.baseline == "relax":
+            state_dicts += ["control_variate", "control_variate_optimizer"]
+        return state_dicts, []
 
-    def _sample_actions(self, observations: th.Tensor) -> th.Tensor:
+    def _optimizers(self) -> list[th.optim.Optimizer]:
+        """The optimizers that the learning-rate schedule drives."""
+        if self.baseline == "relax":
+            return [self.policy.optimizer, self.control_variate_optimizer]
+        return [self.policy.optimizer]
+
+    def _action_logits(self, observations: th.Tensor) -> th.Tensor:
+        """The actor's logits: one row per observation, ``sum(nvec)`` entries for a ``MultiDiscrete`` space.
+
+        :param observations: a batch of raw observations
+        :return: ``(batch, n_logits)``
+        """
+        policy = self.policy
+        features = policy.pi_features_extractor(
+            preprocess_obs(observations, self.observation_space, normalize_images=policy.normalize_images)
+        )
+        return policy.action_net(policy.mlp_extractor.forward_actor(features))
+
+    def _sample_actions(self, observations: th.Tensor) -> tuple[th.Tensor, th.Tensor | None]:
         """
         Draw actions from the policy, as ``policy.get_distribution(obs).get_actions()`` does.
 
@@ -322,20 +384,20 @@ class REINFORCE(BaseAlgorithm):
         itself on the one-observation batches of a rollout.
 
         :param observations: a batch of observations
-        :return: the actions, shape ``(batch,)`` for a ``Discrete`` space, else ``(batch, n_choices)``
+        :return: the actions, shape ``(batch,)`` for a ``Discrete`` space, else ``(batch, n_choices)``; and
+            the Gumbel noise that drew them, ``(batch, n_logits)`` (``None`` for a ``MultiBinary`` space)
         """
-        policy = self.policy
-        features = policy.pi_features_extractor(
-            preprocess_obs(observations, self.observation_space, normalize_images=policy.normalize_images)
-        )
-        logits = policy.action_net(policy.mlp_extractor.forward_actor(features))
+        logits = self._action_logits(observations)
         if isinstance(self.action_space, spaces.MultiBinary):
-            return (th.rand_like(logits) < th.sigmoid(logits)).long()
-        scores = logits - th.empty_like(logits).exponential_().log()
+            return (th.rand_like(logits) < th.sigmoid(logits)).long(), None
+        # -log(E) for E ~ Exp(1) is a standard Gumbel.
+        noise = -th.empty_like(logits).exponential_().log()
+        scores = logits + noise
         if isinstance(self.action_space, spaces.MultiDiscrete):
             sizes = [int(n) for n in self.action_space.nvec]
-            return th.stack([choice.argmax(dim=-1) for choice in scores.split(sizes, dim=-1)], dim=-1)
-        return scores.argmax(dim=-1)
+            actions = th.stack([choice.argmax(dim=-1) for choice in scores.split(sizes, dim=-1)], dim=-1)
+            return actions, noise
+        return scores.argmax(dim=-1), noise
 
     def collect_rollouts(self, env: VecEnv, callback: BaseCallback, episode_buffer: EpisodeBuffer) -> bool:
         """
@@ -366,7 +428,12 @@ class REINFORCE(BaseAlgorithm):
         while not episode_buffer.is_full and self.num_timesteps < self._total_timesteps:
             with th.no_grad():
                 obs_tensor = th.as_tensor(obs, device=self.device)
-                actions = self._sample_actions(obs_tensor).cpu().numpy()
+                action_tensor, noise_tensor = self._sample_actions(obs_tensor)
+                actions = action_tensor.cpu().numpy()
+                # Only RELAX's update needs the noise; the other baselines don't keep it.
+                noise = None
+                if self.baseline == "relax" and noise_tensor is not None:
+                    noise = noise_tensor.cpu().numpy()
 
             new_obs, rewards, dones, infos = env.step(actions)
 
@@ -377,11 +444,16 @@ class REINFORCE(BaseAlgorithm):
                 return False
 
             self._update_info_buffer(infos, dones)
+            self._episode_num += int(dones.sum())
 
             for env_index in range(env.num_envs):
                 if recording[env_index]:
                     episode_buffer.add(
-                        env_index, obs[env_index], actions[env_index], float(rewards[env_index])
+                        env_index,
+                        obs[env_index],
+                        actions[env_index],
+                        float(rewards[env_index]),
+                        None if noise is None else noise[env_index],
                     )
                 if dones[env_index]:
                     if recording[env_index]:
@@ -409,26 +481,43 @@ class REINFORCE(BaseAlgorithm):
         if not isinstance(self.action_space, spaces.Discrete):
             # SB3's distributions take several choices as floats, as its own buffers store them.
             actions = actions.float()
+        noise = None
+        if self.baseline == "relax":
+            noise = th.as_tensor(
+                np.concatenate([episode.noise for episode in episodes if episode.noise is not None]),
+                device=self.device,
+            )
         return EpisodeBatch(
             observations=observations_tensor,
             actions=actions,
             returns=th.as_tensor(discounted_returns(rewards, self.gamma), device=self.device),
             mask=th.as_tensor(mask, device=self.device),
+            noise=noise,
         )
 
-    def _actor_loss(self, batch: EpisodeBatch) -> tuple[th.Tensor, dict[str, th.Tensor]]:
+    def _actor_loss(
+        self, batch: EpisodeBatch, generator: th.Generator | None = None
+    ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
         """
         The REINFORCE surrogate loss of one batch of complete episodes, with its entropy bonus.
 
-        It draws no random numbers (the actions come from the environment), so estimating the gradient
-        with it never perturbs the training run.
+        It draws no random numbers (the actions come from the environment) except with
+        ``baseline="relax"``, which draws the conditional samples ``z~`` from ``generator``; so estimating the
+        gradient with a generator of its own never perturbs the training run.
 
         :param batch: the episodes
+        :param generator: the source of ``z~`` for ``baseline="relax"`` (``None``: the global RNG)
         :return: the loss to minimise, and a dict with ``policy_loss``, ``entropy`` and, with
-            ``baseline="value"``, the differentiable ``value_loss`` and ``explained_variance``
+            ``baseline="value"``, the differentiable ``value_loss`` and ``explained_variance``, with
+            ``baseline="relax"``, the ``control_variate_loss`` (differentiable w.r.t. the control variate)
         """
         info: dict[str, th.Tensor] = {}
         returns = batch.returns[batch.mask]
+        if self.baseline == "relax":
+            policy_loss, step_entropy = self._relax_policy_loss(batch, returns, generator, info)
+            info["policy_loss"] = policy_loss
+            info["entropy"] = step_entropy.mean()
+            return policy_loss - self.ent_coef * info["entropy"], info
         if self.baseline == "value":
             values, log_probs, entropy = self.policy.evaluate_actions(batch.observations, batch.actions)
             values = values.flatten()
@@ -464,6 +553,55 @@ class REINFORCE(BaseAlgorithm):
         info["entropy"] = entropy.mean()
         return policy_loss - self.ent_coef * info["entropy"], info
 
+    def _relax_policy_loss(
+        self,
+        batch: EpisodeBatch,
+        returns: th.Tensor,
+        generator: th.Generator | None,
+        info: dict[str, th.Tensor],
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """The policy loss of ``baseline="relax"``, and the control variate's variance loss into ``info``.
+
+        Grathwohl et al. (2018), section 3.3: the RELAX estimate is computed per step w.r.t. the logits,
+        ``ĝ_t = [G_t - c(z~_t, s_t)] ∇ log π(a_t|s_t) + ∇ c(z_t, s_t) - ∇ c(z~_t, s_t)``; the policy follows
+        the mean of ``ĝ_t`` (back-propagated through the logits, as REINFORCE's surrogate averages over
+        steps) and the control variate minimises the mean of ``‖ĝ_t‖²``, the per-step estimate's variance
+        plus a term that does not depend on it (``E[ĝ_t]`` does not depend on ``c``).
+
+        :param batch: the episodes, with the Gumbel noise that drew their actions
+        :param returns: the reward-to-go of each step, ``(N,)``
+        :param generator: the source of ``z~`` (``None``: the global RNG)
+        :param info: receives ``control_variate_loss``
+        :return: the policy loss and the per-step entropy of the policy
+        """
+        assert batch.noise is not None
+        if self.normalize_advantage and returns.numel() > 1:
+            returns = (returns - returns.mean()) / (returns.std() + 1e-8)
+        logits = self._action_logits(batch.observations)
+        # The estimate is taken w.r.t. a detached copy of the logits, so that differentiating it again (for
+        # the control variate's variance) never builds a graph through the policy network.
+        leaf = logits.detach().requires_grad_(True)
+        observations = batch.observations
+        with th.enable_grad():
+            log_probs = th.log_softmax(leaf, dim=-1)
+            terms = control_variate_terms(
+                log_probs,
+                log_probs + batch.noise,
+                batch.actions,
+                returns,
+                # c sees z and z~ stacked along the batch dimension, so the states are stacked alike.
+                lambda perturbed: self.control_variate(th.cat([observations, observations]), perturbed),
+                generator,
+            )
+            (estimate,) = th.autograd.grad(terms.sum(), leaf, create_graph=True)
+        info["control_variate_loss"] = estimate.square().sum(dim=-1).mean()
+        n_steps = returns.numel()
+        # Value: minus the mean (standardised) return, as the score-function surrogate's; gradient: -mean ĝ_t.
+        step = (logits * estimate.detach()).sum()
+        policy_loss = -(returns.sum() + step - step.detach()) / n_steps
+        entropy = th.distributions.Categorical(logits=logits).entropy()
+        return policy_loss, entropy
+
     def actor_gradient_draws(
         self, n_draws: int, batch_size: int, generator: th.Generator
     ) -> ActorGradientDraws:
@@ -488,24 +626,32 @@ class REINFORCE(BaseAlgorithm):
         for _ in range(n_draws):
             # Drawn on the generator's device (a CUDA generator cannot draw on the CPU), used as Python ints.
             picks = th.randint(len(episodes), (len(episodes),), generator=generator, device=generator.device)
-            _, info = self._actor_loss(self._make_batch([episodes[i] for i in picks.tolist()]))
+            _, info = self._actor_loss(self._make_batch([episodes[i] for i in picks.tolist()]), generator)
             estimates.append(flat_gradient(info["policy_loss"], parameters))
         return ActorGradientDraws(th.stack(estimates), None)
 
     def train(self) -> None:
         """Take one gradient step on the episodes in ``episode_buffer``."""
         self.policy.set_training_mode(True)
-        self._update_learning_rate(self.policy.optimizer)
+        optimizers = self._optimizers()
+        self._update_learning_rate(optimizers)
         episodes = self.episode_buffer.episodes
         loss, info = self._actor_loss(self._make_batch(episodes))
         if "value_loss" in info:
             loss = loss + self.vf_coef * info["value_loss"]
+        if "control_variate_loss" in info:
+            # It reaches only the control variate, the policy loss only the policy: one backward pass.
+            loss = loss + info["control_variate_loss"]
 
-        self.policy.optimizer.zero_grad()
+        for optimizer in optimizers:
+            optimizer.zero_grad()
         loss.backward()
         if self.max_grad_norm is not None:
             th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
-        self.policy.optimizer.step()
+            if self.baseline == "relax":
+                th.nn.utils.clip_grad_norm_(self.control_variate.parameters(), self.max_grad_norm)
+        for optimizer in optimizers:
+            optimizer.step()
         self._n_updates += 1
 
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
@@ -535,6 +681,7 @@ class REINFORCE(BaseAlgorithm):
                 "rollout/ep_len_mean", safe_mean([ep_info["l"] for ep_info in self.ep_info_buffer])
             )
         self.logger.record("time/fps", fps)
+        self.logger.record("time/episodes", self._episode_num, exclude="tensorboard")
         self.logger.record("time/time_elapsed", int(time_elapsed), exclude="tensorboard")
         self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
         if len(self.ep_success_buffer) > 0:

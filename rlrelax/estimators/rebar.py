@@ -14,7 +14,6 @@ case: logits ``(0, θ)`` give ``P(b = 1) = sigmoid(θ)``, and the two-class rela
 the binary Concrete ``sigmoid((θ + L) / τ)`` with logistic ``L`` (a difference of two Gumbels).
 """
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -27,15 +26,15 @@ from rlrelax.relax import gumbel_noise, log_softmax, softmax
 from rlrelax.relax._validation import check_generator, check_tau
 
 
-def _relax(perturbed: Tensor, log_tau: Tensor) -> Tensor:
-    """``softmax(perturbed / exp(log_tau))``, with a finite gradient w.r.t. ``log_tau`` at ``-inf`` entries.
+def concrete_relaxation(perturbed: Tensor, log_tau: Tensor) -> Tensor:
+    """``softmax(perturbed / exp(log_tau))``: the Concrete relaxation of a Gumbel-max sample at a learned
+    temperature.
 
-    Dividing ``-inf`` by a learned temperature gives the temperature a gradient of ``0 * inf = NaN`` from
-    every impossible action, so the division only sees the finite entries.
+    :param perturbed: Gumbel-perturbed log-probabilities ``(..., K)``
+    :param log_tau: the log-temperature, a one-element tensor
+    :return: the relaxed one-hot ``(..., K)``
     """
-    impossible = torch.isneginf(perturbed)
-    tempered = torch.where(impossible, 0.0, perturbed) / log_tau.exp()
-    return softmax(tempered.masked_fill(impossible, -math.inf))
+    return softmax(perturbed, tau=log_tau.exp())
 
 
 class RebarControlVariate(nn.Module):
@@ -62,7 +61,7 @@ class RebarControlVariate(nn.Module):
         :param f: maps relaxed actions ``(n, *batch, K)`` to values ``(n, *batch)``
         :return: ``(n, *batch)``
         """
-        return self.eta * evaluate(f, _relax(perturbed, self.log_tau))
+        return self.eta * evaluate(f, concrete_relaxation(perturbed, self.log_tau))
 
 
 class RelaxControlVariate(nn.Module):
@@ -116,12 +115,55 @@ class RelaxControlVariate(nn.Module):
         :param perturbed: ``(n, *batch, K)``
         :return: ``(n, *batch)``, in the dtype of ``perturbed``
         """
-        relaxed = _relax(perturbed, self.log_tau)
+        relaxed = concrete_relaxation(perturbed, self.log_tau)
         hidden = torch.relu(self.hidden(relaxed.to(self.hidden.weight.dtype)))
         return self.output(hidden).squeeze(-1).to(perturbed.dtype)
 
 
 ControlVariate = RebarControlVariate | RelaxControlVariate
+
+
+def control_variate_terms(
+    log_probs: Tensor,
+    perturbed: Tensor,
+    actions: Tensor,
+    values: Tensor,
+    control_variate: Callable[[Tensor], Tensor],
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The REBAR/RELAX estimate for given Gumbel-max samples, as a surrogate that is zero in value.
+
+    For each sample ``b = argmax z`` with ``z = log p + G``, the gradient of the returned tensor w.r.t. the
+    logits behind ``log_probs`` and ``perturbed`` is the whole estimate
+    ``ĝ = [f(b) - c(z~)] ∇ log p(b) + ∇ c(z) - ∇ c(z~)`` of the module docstring, with ``z~ ~ p(z | b)``
+    drawn here. For callers that drew ``G`` themselves, as an agent does when it acts; the estimators
+    draw it in :func:`_control_variate_surrogate`.
+
+    :param log_probs: normalized log-probabilities ``(*batch, K)``, or ``(n, *batch, K)``
+    :param perturbed: ``log_probs + G`` for the noise ``G`` that drew ``actions``, ``(n, *batch, K)``
+    :param actions: the samples ``b``, action indices ``(n, *batch)``
+    :param values: ``f(b)``, ``(n, *batch)``, no gradient needed
+    :param control_variate: ``c``, called once on ``z`` and ``z~`` concatenated along the first dimension
+    :param generator: source of randomness for ``z~`` (``None``: the global RNG)
+    :return: ``(n, *batch)``, zero in value
+    """
+    one_hot = torch.nn.functional.one_hot(actions, perturbed.shape[-1]).bool()
+    conditional_noise = gumbel_noise(
+        perturbed.shape, generator=generator, device=perturbed.device, dtype=perturbed.dtype
+    )
+    conditional = conditionally_perturbed(log_probs, one_hot, conditional_noise)
+    # One call for z and z~: f (REBAR) or the network (RELAX) sees both batches at once.
+    at_sample, at_conditional = evaluate(
+        control_variate, torch.cat([perturbed, conditional]), name="the control variate"
+    ).chunk(2)
+    log_prob_taken = log_probs.expand_as(perturbed).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    # DiCE (Foerster et al., 2018) for both parts: zero in value, so a caller can add f(b) to the sum and
+    # let its gradient reach f's parameters. Because log p - log p.detach() is zero, c(z~)'s own θ-gradient
+    # drops out of the score term without a detach; attached, c(z~) keeps ĝ a function of φ, which the
+    # variance gradient differentiates.
+    score = (log_prob_taken - log_prob_taken.detach()) * (values.detach() - at_conditional)
+    correction = at_sample - at_conditional
+    return score + correction - correction.detach()
 
 
 def _control_variate_surrogate(
@@ -135,24 +177,9 @@ def _control_variate_surrogate(
     log_p = log_softmax(logits)
     perturbed = perturb(log_p, n_samples, generator)
     actions = perturbed.detach().argmax(dim=-1)
-    one_hot = torch.nn.functional.one_hot(actions, logits.shape[-1]).to(logits.dtype)
-    values = evaluate(f, one_hot)
-    conditional_noise = gumbel_noise(
-        perturbed.shape, generator=generator, device=logits.device, dtype=logits.dtype
-    )
-    conditional = conditionally_perturbed(log_p, one_hot.bool(), conditional_noise)
-    # One call for z and z~: f (REBAR) or the network (RELAX) sees both batches at once.
-    at_sample, at_conditional = evaluate(
-        control_variate, torch.cat([perturbed, conditional]), name="the control variate"
-    ).chunk(2)
-    log_probs = log_p.expand_as(perturbed).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-    # DiCE (Foerster et al., 2018) for both parts: zero in value, so the surrogate's value is the sample
-    # mean of f(b) and its gradient reaches f's parameters. Because log p - log p.detach() is zero, c(z~)'s
-    # own θ-gradient drops out of the score term without a detach; attached, c(z~) keeps ĝ a function of
-    # φ, which the variance gradient differentiates.
-    score = (log_probs - log_probs.detach()) * (values.detach() - at_conditional)
-    correction = at_sample - at_conditional
-    return (score + correction - correction.detach() + values).sum() / n_samples
+    values = evaluate(f, torch.nn.functional.one_hot(actions, logits.shape[-1]).to(logits.dtype))
+    terms = control_variate_terms(log_p, perturbed, actions, values, control_variate, generator)
+    return (terms + values).sum() / n_samples
 
 
 def _check_control_variate(estimator: str, control_variate: object, logits: Tensor) -> None:

@@ -109,7 +109,7 @@ def test_sampled_actions_follow_the_policy(name: str) -> None:
     model = REINFORCE("MlpPolicy", make_env(name), seed=0)
     observation = torch.as_tensor(observations()[:1]).expand(20_000, -1)
     with torch.no_grad():
-        sampled = model._sample_actions(observation).float()
+        sampled = model._sample_actions(observation)[0].float()
         reference = model.policy.get_distribution(observation).get_actions().float()
     assert sampled.shape == reference.shape == (20_000, SPACES[name].shape[0])
     for value in range(int(reference.max()) + 1):

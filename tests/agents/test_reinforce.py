@@ -106,7 +106,7 @@ def test_learn_stops_at_the_budget() -> None:
     [
         (
             {"baseline": "critic"},
-            r"baseline must be one of \['none', 'mean', 'value', 'leave_one_out'\], got 'critic'",
+            r"baseline must be one of \['none', 'mean', 'value', 'leave_one_out', 'relax'\], got 'critic'",
         ),
         ({"baseline": "leave_one_out", "n_episodes": 1}, "n_episodes"),
         ({"n_episodes": 0}, "n_episodes"),
@@ -371,6 +371,7 @@ def test_logged_keys_in_csv(tmp_path: Path) -> None:
             "train/n_episodes",
             "rollout/ep_rew_mean",
             "time/fps",
+            "time/episodes",
         }
         assert expected <= keys
         assert ("train/value_loss" in keys) == (baseline == "value")
@@ -390,7 +391,7 @@ def test_sampled_actions_follow_the_policy() -> None:
         # Skew the policy so that a uniform sampler would fail.
         model.policy.action_net.bias.copy_(th.tensor([1.5, -1.0]))
         probs = model.policy.get_distribution(observation[:1]).distribution.probs[0]
-        actions = model._sample_actions(observation)
+        actions, _ = model._sample_actions(observation)
     frequencies = th.bincount(actions, minlength=2).double() / len(actions)
     # 5 standard errors of a frequency estimated from 20,000 draws.
     th.testing.assert_close(frequencies, probs.double(), atol=5 * 0.5 / 20_000**0.5, rtol=0)
