@@ -8,6 +8,7 @@ from rlrelax.agents.common.checks import (
     check_soft_critic_arguments,
     choice_sizes,
 )
+from rlrelax.agents.common.factorised import MAX_ENUMERATED_ACTIONS, MAX_ENUMERATED_NEXT_ACTIONS, ChoiceLayout
 from rlrelax.agents.common.gradients import ActorGradientDraws, flat_gradient, replay_observations
 from rlrelax.agents.common.soft_critic import (
     AUTO_TARGET_ENTROPY_FRACTION,
@@ -15,9 +16,11 @@ from rlrelax.agents.common.soft_critic import (
     action_value,
     boltzmann_entropy,
     check_target_entropy,
+    current_and_next,
     ent_coef_loss,
     parse_ent_coef,
     resolve_target_entropy,
+    soft_bellman_backup,
     soft_bellman_target,
     soft_value,
     split_choices,
@@ -26,8 +29,11 @@ from rlrelax.agents.common.soft_critic import (
 
 __all__ = [
     "AUTO_TARGET_ENTROPY_FRACTION",
+    "MAX_ENUMERATED_ACTIONS",
+    "MAX_ENUMERATED_NEXT_ACTIONS",
     "SOFT_CRITIC_LEARNING_RATE",
     "ActorGradientDraws",
+    "ChoiceLayout",
     "FactorisedSpace",
     "action_value",
     "boltzmann_entropy",
@@ -37,11 +43,13 @@ __all__ = [
     "check_soft_critic_arguments",
     "check_target_entropy",
     "choice_sizes",
+    "current_and_next",
     "ent_coef_loss",
     "flat_gradient",
     "parse_ent_coef",
     "replay_observations",
     "resolve_target_entropy",
+    "soft_bellman_backup",
     "soft_bellman_target",
     "soft_value",
     "split_choices",

@@ -146,8 +146,8 @@ def soft_bellman_target(
     - the actor ``softmax(policy_logits(s))`` otherwise: ``V(s') = Σ_a π(a|s')[Q̄(s', a) - alpha ln π(a|s')]``,
       discrete SAC's target (Christodoulou 2019, Sec. 4; Haarnoja et al. 2018, eq. 3).
 
-    With the Munchausen term on, each network sees the observations and the next observations in one pass:
-    on a CPU each pass costs mostly its per-call overhead.
+    With the Munchausen term on, each network sees the observations and the next observations in one pass
+    (:func:`current_and_next`).
 
     :param replay_data: a replay batch (with n-step ``rewards`` and ``discounts`` when the buffer has them)
     :param target_q_values: maps observations ``(batch, *obs_shape)`` to target Q-values ``(batch, |A|)``
@@ -165,18 +165,9 @@ def soft_bellman_target(
         raise ValueError(
             "a factorised critic (choice_sizes) takes the Boltzmann next value: pass no policy_logits"
         )
-    discounts = replay_data.discounts if replay_data.discounts is not None else gamma
-    observations, next_observations = replay_data.observations, replay_data.next_observations
     munchausen = munchausen_coef > 0.0
-
-    def both_or_next(network: Callable[[th.Tensor], th.Tensor]) -> tuple[th.Tensor | None, th.Tensor]:
-        if not munchausen:
-            return None, network(next_observations)
-        outputs = network(th.cat([observations, next_observations]))
-        return outputs[: observations.shape[0]], outputs[observations.shape[0] :]
-
-    q, next_q = both_or_next(target_q_values)
-    rewards = replay_data.rewards
+    q, next_q = current_and_next(replay_data, target_q_values, munchausen)
+    scaled_log_pi = None
     if policy_logits is None:
         next_values = state_soft_value(next_q, ent_coef, choice_sizes)
         if q is not None:
@@ -184,17 +175,71 @@ def soft_bellman_target(
             scaled_log_pi = action_value(q, replay_data.actions, choice_sizes) - state_soft_value(
                 q, ent_coef, choice_sizes
             )
-            rewards = rewards + munchausen_coef * scaled_log_pi.clamp(munchausen_clip, 0.0)
     else:
         log_pi, next_log_pi = (
             None if logits is None else F.log_softmax(logits, dim=-1)
-            for logits in both_or_next(policy_logits)
+            for logits in current_and_next(replay_data, policy_logits, munchausen)
         )
         assert next_log_pi is not None
         next_values = (next_log_pi.exp() * (next_q - ent_coef * next_log_pi)).sum(dim=-1, keepdim=True)
         if log_pi is not None:
             scaled_log_pi = ent_coef * log_pi.gather(1, replay_data.actions.long())
-            rewards = rewards + munchausen_coef * scaled_log_pi.clamp(munchausen_clip, 0.0)
+    return soft_bellman_backup(
+        replay_data,
+        next_values,
+        scaled_log_pi,
+        gamma=gamma,
+        munchausen_coef=munchausen_coef,
+        munchausen_clip=munchausen_clip,
+    )
+
+
+def current_and_next(
+    replay_data: ReplayBufferSamples, network: Callable[[th.Tensor], th.Tensor], both: bool
+) -> tuple[th.Tensor | None, th.Tensor]:
+    """A network's outputs on a replay batch's next observations, and on its observations if ``both``.
+
+    Both in one pass: on a CPU each pass of these small networks costs mostly its per-call overhead.
+
+    :param replay_data: a replay batch
+    :param network: maps observations ``(batch, *obs_shape)`` to outputs ``(batch, ...)``
+    :param both: whether the outputs on the observations are needed too (for the Munchausen term)
+    :return: the outputs on the observations (``None`` unless ``both``) and on the next observations
+    """
+    observations, next_observations = replay_data.observations, replay_data.next_observations
+    if not both:
+        return None, network(next_observations)
+    outputs = network(th.cat([observations, next_observations]))
+    return outputs[: observations.shape[0]], outputs[observations.shape[0] :]
+
+
+def soft_bellman_backup(
+    replay_data: ReplayBufferSamples,
+    next_values: th.Tensor,
+    scaled_log_pi: th.Tensor | None,
+    *,
+    gamma: float,
+    munchausen_coef: float,
+    munchausen_clip: float,
+) -> th.Tensor:
+    """``y = r + m·[alpha·ln π(a|s)]_{l0}^0 + gamma·(1 - d)·V(s')`` from the next values and the log-policy.
+
+    The last step of :func:`soft_bellman_target`, for agents that estimate ``V(s')`` and ``alpha·ln π(a|s)``
+    their own way (GumbelAC on several choices, whose critic reads the joint action).
+
+    :param replay_data: a replay batch (with n-step ``rewards`` and ``discounts`` when the buffer has them)
+    :param next_values: ``V(s')``, shape ``(batch, 1)``
+    :param scaled_log_pi: ``alpha·ln π(a|s)`` of the actions taken, shape ``(batch, 1)``; ``None`` without
+        the Munchausen term
+    :param gamma: the discount, used when the batch carries no ``discounts``
+    :param munchausen_coef: the Munchausen scaling m
+    :param munchausen_clip: the lower clipping bound l0 < 0 of ``alpha·ln π``
+    :return: the targets, shape ``(batch, 1)``
+    """
+    discounts = replay_data.discounts if replay_data.discounts is not None else gamma
+    rewards = replay_data.rewards
+    if scaled_log_pi is not None:
+        rewards = rewards + munchausen_coef * scaled_log_pi.clamp(munchausen_clip, 0.0)
     return rewards + (1 - replay_data.dones) * discounts * next_values
 
 
