@@ -16,17 +16,22 @@ from torch.nn import functional as F
 
 from rlrelax._validation import check_choice, check_int, check_non_negative, check_positive
 from rlrelax.agents.common import (
+    MAX_ENUMERATED_ACTIONS,
     SOFT_CRITIC_LEARNING_RATE,
     ActorGradientDraws,
-    check_discrete_action_space,
+    ChoiceLayout,
+    FactorisedSpace,
+    check_factorised_action_space,
     check_munchausen,
     check_soft_critic_arguments,
     check_target_entropy,
+    current_and_next,
     ent_coef_loss,
     flat_gradient,
     parse_ent_coef,
     replay_observations,
     resolve_target_entropy,
+    soft_bellman_backup,
     soft_bellman_target,
 )
 from rlrelax.agents.gumbel_ac.policies import CRITIC_INPUTS, Actor, DiscreteCritic, GumbelACPolicy, MlpPolicy
@@ -47,22 +52,27 @@ ESTIMATOR_NAMES: tuple[str, ...] = (
 ESTIMATOR_ALIASES: dict[str, str] = {"expected": "exact"}
 _RELAXED_ESTIMATORS = ("gumbel_softmax", "straight_through", "gumbel_rao")
 NEXT_VALUES: tuple[str, ...] = ("boltzmann", "policy")
+#: ``critic_input`` and ``next_value`` may also be ``"auto"``: the first of each tuple (``"mixture"``,
+#: ``"boltzmann"``) for a ``Discrete`` space, ``"concat"`` and ``"policy"`` for several choices.
+AUTO = "auto"
 
 TemperatureSchedule = Callable[[float], float]
 
 
 class ActorValue(NamedTuple):
-    """The actor's distribution on a batch of states, the critic's values, and an estimator's surrogate.
+    """The actor's logits on a batch of states, the critic's value of the policy, an estimator's surrogate.
 
-    :param logits: the actor's logits, ``(batch, |A|)``
-    :param log_probs: their log-softmax
-    :param q_values: ``min_i Q_i(s, ·)``, detached, ``(batch, |A|)``
+    :param logits: the actor's logits, ``(batch, layout.width)``
+    :param entropy: the policy's exact entropy in each state, ``(batch,)``, differentiable
+    :param q_value: ``mean_s E_{a~π(·|s)} min_i Q_i(s, a)``, detached: exact for a ``Discrete`` space, the
+        surrogate's value (the estimator's Monte Carlo estimate; at relaxed actions for ``"gumbel_softmax"``)
+        for several choices
     :param surrogate: a scalar whose gradient w.r.t. the actor estimates ``∇ mean_s E_{a~π(·|s)} Q(s, a)``
     """
 
     logits: th.Tensor
-    log_probs: th.Tensor
-    q_values: th.Tensor
+    entropy: th.Tensor
+    q_value: th.Tensor
     surrogate: th.Tensor
 
 
@@ -85,8 +95,31 @@ class GumbelAC(OffPolicyAlgorithm):
     Defaults target ``GumbelAC("MlpPolicy", "CartPole-v1").learn(50_000)`` for every estimator; the evidence
     for each, with the commands that reproduce it, is in ``experiments/tuning/gumbel_ac.md``.
 
+    Supported action spaces: ``Discrete``, and ``MultiDiscrete`` and ``MultiBinary`` of one dimension;
+    anything else is a ``ValueError`` naming the space. On the latter the policy is a product of one
+    categorical per choice (one Bernoulli per bit), ``π(a|s) = Π_m π_m(a_m|s)``, whose log-probabilities and
+    entropies add up (:class:`rlrelax.agents.common.ChoiceLayout`), and:
+
+    - the critics read the joint action (``critic_input="concat"``): the choices' one-hots side by side, or
+      the bits; the relaxed estimators relax each choice independently (Gumbel-softmax per choice and the
+      binary concrete per bit, their straight-through forms, Gumbel-Rao per choice) and the relaxed joint
+      action flows into the critic;
+    - ``"score_function"`` draws ``n_samples >= 2`` joint actions per state and takes the leave-one-out
+      baseline over them (the critic's state value would need every joint action's value);
+    - ``"exact"`` (``"expected"``) enumerates the joint actions, up to
+      :data:`rlrelax.agents.common.MAX_ENUMERATED_ACTIONS` of them;
+    - the critic target takes the actor's soft value ``E_{a'~π}[Q̄(s', a') - alpha log π(a'|s')]``
+      (``next_value="policy"``), exact over up to :data:`rlrelax.agents.common.MAX_ENUMERATED_NEXT_ACTIONS`
+      joint actions and otherwise the mean over ``n_samples`` of the actor's draws;
+    - ``predict(deterministic=True)`` is each choice's most likely option.
+
+    ``critic_input="mixture"`` and ``next_value="boltzmann"``, which need every joint action's value, are
+    ``Discrete`` only; ``"auto"`` (their default) picks them for ``Discrete`` and ``"concat"``/``"policy"``
+    otherwise.
+
     :param policy: The policy model to use (``"MlpPolicy"`` or a :class:`GumbelACPolicy` subclass)
-    :param env: The environment to learn from (if registered in Gym, can be str); ``Discrete`` actions only
+    :param env: The environment to learn from (if registered in Gym, can be str); see the supported action
+        spaces above
     :param learning_rate: Adam's learning rate (actor, critics, alpha), a float or a schedule; 2e-3 decayed
         linearly to 0, as SoftQ's, so that a solved policy is not lost in the last updates
     :param buffer_size: Size of the replay buffer
@@ -103,16 +136,22 @@ class GumbelAC(OffPolicyAlgorithm):
     :param estimator: The actor-gradient estimator, one of :data:`ESTIMATOR_NAMES` (or an alias in
         :data:`ESTIMATOR_ALIASES`): ``"gumbel_softmax"``, ``"straight_through"``, ``"gumbel_rao"``,
         ``"exact"`` (the expectation over the actions, discrete SAC's actor loss) or ``"score_function"``
-        (with the critic's state value as baseline)
+        (with the critic's state value as baseline; with a leave-one-out baseline for several choices)
     :param temperature: The Gumbel-softmax temperature, a float > 0 or a schedule of the progress remaining
-    :param n_samples: Action samples per state for the sampling estimators (8: almost free, see the note)
+    :param n_samples: Action samples per state for the sampling estimators (8: almost free, see the note),
+        and for the next soft value of a joint space too large to enumerate
     :param n_rao_samples: Conditional Gumbel draws per sample for ``"gumbel_rao"``
-    :param critic_input: How the critic reads an action, ``"mixture"`` or ``"concat"`` (see DiscreteCritic)
+    :param critic_input: How the critic reads an action, ``"mixture"`` or ``"concat"`` (see DiscreteCritic),
+        or ``"auto"``: ``"mixture"`` for a ``Discrete`` space, ``"concat"`` for several choices; the
+        attribute holds the resolved value
     :param next_value: The next value of the critic target: ``"boltzmann"`` (of the target critics' Boltzmann
-        policy, towards which the actor is trained) or ``"policy"`` (of the actor, discrete SAC's)
+        policy, towards which the actor is trained) or ``"policy"`` (of the actor, discrete SAC's), or
+        ``"auto"``: ``"boltzmann"`` for a ``Discrete`` space, ``"policy"`` for several choices; the attribute
+        holds the resolved value
     :param ent_coef: The entropy coefficient alpha > 0, or ``"auto"`` to learn it (``"auto_0.1"``: from 0.1)
     :param target_update_interval: Update the target critics every this many gradient steps (of the run)
-    :param target_entropy: The entropy that a learnt alpha aims for, in nats; ``"auto"``: 0.3·log|A|
+    :param target_entropy: The entropy that a learnt alpha aims for, in nats; ``"auto"``: 0.3·log|A|, |A| the
+        number of joint actions for several choices
     :param munchausen_coef: The Munchausen scaling m (0: off); 0.5, as 0.9 widened the critics' action gaps
         until a solved run collapsed
     :param munchausen_clip: The lower bound l0 < 0 of ``alpha log π`` in the Munchausen reward
@@ -134,7 +173,7 @@ class GumbelAC(OffPolicyAlgorithm):
     actor: Actor
     critic: DiscreteCritic
     critic_target: DiscreteCritic
-    action_space: spaces.Discrete
+    action_space: FactorisedSpace
 
     def __init__(
         self,
@@ -156,8 +195,8 @@ class GumbelAC(OffPolicyAlgorithm):
         temperature: float | TemperatureSchedule = 1.0,
         n_samples: int = 8,
         n_rao_samples: int = 10,
-        critic_input: str = "mixture",
-        next_value: str = "boltzmann",
+        critic_input: str = AUTO,
+        next_value: str = AUTO,
         ent_coef: str | float = 0.03,
         target_update_interval: int = 1,
         target_entropy: str | float = "auto",
@@ -174,8 +213,8 @@ class GumbelAC(OffPolicyAlgorithm):
         _init_setup_model: bool = True,
     ) -> None:
         check_choice(estimator, "estimator", (*ESTIMATOR_NAMES, *ESTIMATOR_ALIASES))
-        check_choice(next_value, "next_value", NEXT_VALUES)
-        check_choice(critic_input, "critic_input", CRITIC_INPUTS)
+        check_choice(next_value, "next_value", (*NEXT_VALUES, AUTO))
+        check_choice(critic_input, "critic_input", (*CRITIC_INPUTS, AUTO))
         _check_temperature(temperature)
         check_int(n_samples, "n_samples", minimum=1)
         check_int(n_rao_samples, "n_rao_samples", minimum=1)
@@ -217,8 +256,17 @@ class GumbelAC(OffPolicyAlgorithm):
             support_multi_env=True,
         )
         if self.env is not None:  # None only while SB3's load() rebuilds a model, with its saved spaces
-            n_actions = int(check_discrete_action_space(self.action_space, type(self).__name__).n)
-            resolve_target_entropy(target_entropy, n_actions, ent_coef_auto)
+            space = check_factorised_action_space(self.action_space, type(self).__name__)
+            layout = ChoiceLayout.of(space)
+            resolve_target_entropy(target_entropy, layout.n_joint_actions, ent_coef_auto)
+            critic_input, next_value = _settings_for_space(
+                space,
+                layout,
+                estimator=estimator,
+                critic_input=critic_input,
+                next_value=next_value,
+                n_samples=n_samples,
+            )
 
         self.estimator = estimator
         self.temperature = temperature
@@ -247,8 +295,10 @@ class GumbelAC(OffPolicyAlgorithm):
         self._create_aliases()
         # Derived here, not in __init__: SB3's load() restores the arguments without calling __init__.
         self._ent_coef_auto, initial_ent_coef = parse_ent_coef(self.ent_coef)
-        n_actions = int(check_discrete_action_space(self.action_space, type(self).__name__).n)
-        self._target_entropy = resolve_target_entropy(self.target_entropy, n_actions, self._ent_coef_auto)
+        self._layout = ChoiceLayout.of(check_factorised_action_space(self.action_space, type(self).__name__))
+        self._target_entropy = resolve_target_entropy(
+            self.target_entropy, self._layout.n_joint_actions, self._ent_coef_auto
+        )
         self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
         self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
         # Listed once: walking the module tree on every gradient step took about 5% of training time.
@@ -306,14 +356,21 @@ class GumbelAC(OffPolicyAlgorithm):
         :param generator: Optional source of randomness for the estimator's samples
         :param temperature: The Gumbel temperature of the relaxed estimators
         :param estimator: One of :data:`ESTIMATOR_NAMES`
-        :return: the logits, log-probabilities, critic values and surrogate
+        :return: the logits, the entropy, the critic's value of the policy and the surrogate
         """
         logits = self.actor(observations)
+        # Before the estimator's graph: autograd then sums the gradient's terms in the order that trained
+        # the committed reference models, to the last bit.
+        entropy = self._layout.entropy(logits)
+        critic = self.critic
+        if not critic.discrete:
+            return self._factorised_actor_value(
+                logits, entropy, observations, generator, temperature, estimator
+            )
         log_probs = F.log_softmax(logits, dim=-1)
         with th.no_grad():
-            features = self.critic.features(observations)
-            q_values = self.critic.all_action_values(features).min(dim=0).values
-        critic = self.critic
+            features = critic.features(observations)
+            q_values = critic.all_action_values(features).min(dim=0).values
 
         def value(actions: th.Tensor) -> th.Tensor:
             # actions: (n_samples, batch, K) one-hot or relaxed -> (n_samples, batch)
@@ -335,7 +392,48 @@ class GumbelAC(OffPolicyAlgorithm):
                 logits, value, n_samples=self.n_samples, generator=generator, **options
             )
         # The estimators sum their per-state estimates over the batch.
-        return ActorValue(logits, log_probs, q_values, surrogate / logits.shape[0])
+        q_value = (log_probs.detach().exp() * q_values).sum(dim=-1).mean()
+        return ActorValue(logits, entropy, q_value, surrogate / logits.shape[0])
+
+    def _factorised_actor_value(
+        self,
+        logits: th.Tensor,
+        entropy: th.Tensor,
+        observations: th.Tensor,
+        generator: th.Generator | None,
+        temperature: float,
+        estimator: str,
+    ) -> ActorValue:
+        """:meth:`_actor_value` for several choices, whose concat critic reads the (relaxed) joint action.
+
+        :param logits: The actor's logits on ``observations``
+        :param entropy: The policy's entropy in each state
+        :param observations: Batch of observations, shape ``(batch, *obs_shape)``
+        :param generator: Optional source of randomness for the estimator's samples
+        :param temperature: The Gumbel temperature of the relaxed estimators
+        :param estimator: One of :data:`ESTIMATOR_NAMES`
+        :return: the logits, the surrogate's value and the surrogate
+        """
+        critic = self.critic
+        with th.no_grad():
+            features = critic.features(observations)
+
+        def value(actions: th.Tensor) -> th.Tensor:
+            # actions: (n, batch, width) encoded or relaxed joint actions -> (n, batch)
+            return critic.action_values(features, actions).min(dim=0).values
+
+        with self._frozen_critic():
+            surrogate = self._layout.surrogate(
+                logits,
+                value,
+                estimator,
+                n_samples=self.n_samples,
+                tau=temperature,
+                n_rao_samples=self.n_rao_samples,
+                generator=generator,
+            )
+        surrogate = surrogate / logits.shape[0]
+        return ActorValue(logits, entropy, surrogate.detach(), surrogate)
 
     def _actor_loss(
         self, observations: th.Tensor, ent_coef: th.Tensor, temperature: float
@@ -346,22 +444,21 @@ class GumbelAC(OffPolicyAlgorithm):
         :param observations: Batch of observations, shape ``(batch, *obs_shape)``
         :param ent_coef: The entropy coefficient alpha
         :param temperature: The Gumbel temperature
-        :return: The loss (a scalar to minimise) and detached diagnostics: ``"objective"`` (the exact soft
-            actor objective) and ``"entropy"`` (the mean policy entropy, nats)
+        :return: The loss (a scalar to minimise) and detached diagnostics: ``"objective"`` (the soft actor
+            objective, exact for a ``Discrete`` space, see :class:`ActorValue`) and ``"entropy"`` (the mean
+            policy entropy, nats)
         """
         actor = self._actor_value(observations, None, temperature, self.estimator)
-        probs = actor.log_probs.exp()
-        entropy = -(probs * actor.log_probs).sum(dim=-1)
+        entropy = actor.entropy.mean()
         # Soft policy objective E_s[π(s)ᵀ(alpha log π(s) - Q(s))] (Christodoulou, 2019, Sec. 4; the discrete
         # form of Haarnoja et al., 2018, eq. 7), the Q-term's gradient from the estimator's surrogate.
-        loss = -ent_coef * entropy.mean() - actor.surrogate
+        loss = -ent_coef * entropy - actor.surrogate
         if self.logit_penalty > 0.0:
             # Squared centred logits: unlike the entropy bonus, whose gradient vanishes with the policy's
             # spread, this pulls a saturated state back to where the critic's values can move it again.
-            centred = actor.logits - actor.logits.mean(dim=-1, keepdim=True)
-            loss = loss + self.logit_penalty * centred.pow(2).sum(dim=-1).mean()
-        objective = (probs * (ent_coef * actor.log_probs - actor.q_values)).sum(dim=-1).mean()
-        return loss, {"objective": objective.detach(), "entropy": entropy.mean().detach()}
+            loss = loss + self.logit_penalty * self._layout.logit_spread(actor.logits).mean()
+        objective = -ent_coef * entropy.detach() - actor.q_value
+        return loss, {"objective": objective, "entropy": entropy.detach()}
 
     def actor_gradient_draws(
         self, n_draws: int, batch_size: int, generator: th.Generator
@@ -371,8 +468,9 @@ class GumbelAC(OffPolicyAlgorithm):
         Each draw is the gradient w.r.t. the actor's parameters of the estimator's surrogate of
         ``mean_s E_{a~π(·|s)} Q(s, a)`` (the model's estimator, temperature and ``n_samples``), the only
         random part of the actor loss; the exact gradient is that of the ``"exact"`` surrogate, which
-        enumerates the actions. The entropy and logit-penalty terms are deterministic and left out. Used by
-        :class:`rlrelax.callbacks.GradientStatsCallback`.
+        enumerates the (joint) actions, so several choices must have at most
+        :data:`rlrelax.agents.common.MAX_ENUMERATED_ACTIONS` of them. The entropy and logit-penalty terms are
+        deterministic and left out. Used by :class:`rlrelax.callbacks.GradientStatsCallback`.
 
         :param n_draws: number of draws
         :param batch_size: number of replay observations in the fixed batch
@@ -400,6 +498,8 @@ class GumbelAC(OffPolicyAlgorithm):
         :param ent_coef: The entropy coefficient alpha
         :return: The targets, shape ``(batch, 1)``
         """
+        if not self.critic.discrete:
+            return self._factorised_critic_target(replay_data, ent_coef)
 
         def target_q_values(observations: th.Tensor) -> th.Tensor:
             return self.critic_target(observations).min(dim=0).values
@@ -412,6 +512,40 @@ class GumbelAC(OffPolicyAlgorithm):
             munchausen_coef=self.munchausen_coef,
             munchausen_clip=self.munchausen_clip,
             policy_logits=self.actor if self.next_value == "policy" else None,
+        )
+
+    @th.no_grad()
+    def _factorised_critic_target(self, replay_data: ReplayBufferSamples, ent_coef: float) -> th.Tensor:
+        """:meth:`_critic_target` for several choices: the actor's soft value of the next state.
+
+        ``V(s') = E_{a'~π}[min_i Q̄_i(s', a') - alpha log π(a'|s')]`` (discrete SAC's target, Christodoulou,
+        2019, Sec. 4, with SAC's clipped double Q, Haarnoja et al., 2018), by
+        :meth:`rlrelax.agents.common.ChoiceLayout.soft_value`: exact for a small joint space, else the mean
+        over ``n_samples`` draws of the actor; the Munchausen term takes ``alpha log π(a|s)`` from the actor.
+
+        :param replay_data: A replay batch
+        :param ent_coef: The entropy coefficient alpha
+        :return: The targets, shape ``(batch, 1)``
+        """
+        logits, next_logits = current_and_next(replay_data, self.actor, self.munchausen_coef > 0.0)
+        features = self.critic_target.features(replay_data.next_observations)
+
+        def q_values(actions: th.Tensor) -> th.Tensor:
+            return self.critic_target.action_values(features, actions).min(dim=0).values
+
+        next_values = self._layout.soft_value(next_logits, q_values, ent_coef, self.n_samples)
+        scaled_log_pi = (
+            None
+            if logits is None
+            else ent_coef * self._layout.log_prob(logits, replay_data.actions).unsqueeze(-1)
+        )
+        return soft_bellman_backup(
+            replay_data,
+            next_values,
+            scaled_log_pi,
+            gamma=self.gamma,
+            munchausen_coef=self.munchausen_coef,
+            munchausen_clip=self.munchausen_clip,
         )
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
@@ -429,9 +563,8 @@ class GumbelAC(OffPolicyAlgorithm):
             ent_coefs.append(ent_coef.item())
 
             target_q = self._critic_target(replay_data, float(ent_coef))
-            actions = replay_data.actions.long()
             n_critics = self.critic.n_critics
-            current_q = self.critic(replay_data.observations).gather(2, actions.expand(n_critics, -1, -1))
+            current_q = self.critic.taken_action_values(replay_data.observations, replay_data.actions)
             # Soft Bellman residual of each critic (Haarnoja et al., 2018, eq. 5) under the Huber loss, as in
             # SB3's DQN and rlrelax's SoftQ: a TD error far from the target moves the critic a bounded step.
             # Halved and summed over the critics, as SB3's SAC does with its squared error.
@@ -498,6 +631,7 @@ class GumbelAC(OffPolicyAlgorithm):
             "critic_target",
             "critic_parameters",
             "critic_target_parameters",
+            "_layout",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
@@ -508,6 +642,59 @@ class GumbelAC(OffPolicyAlgorithm):
         else:
             saved_pytorch_variables = ["ent_coef_tensor"]
         return state_dicts, saved_pytorch_variables
+
+
+def _settings_for_space(
+    space: FactorisedSpace,
+    layout: ChoiceLayout,
+    *,
+    estimator: str,
+    critic_input: str,
+    next_value: str,
+    n_samples: int,
+) -> tuple[str, str]:
+    """Resolve ``"auto"`` for the action space, and check what several choices need.
+
+    :param space: the action space
+    :param layout: its layout
+    :param estimator: the estimator's name (or alias)
+    :param critic_input: ``"mixture"``, ``"concat"`` or ``"auto"``
+    :param next_value: ``"boltzmann"``, ``"policy"`` or ``"auto"``
+    :param n_samples: action samples per state
+    :return: the resolved ``critic_input`` and ``next_value``
+    """
+    discrete = isinstance(space, spaces.Discrete)
+    if critic_input == AUTO:
+        critic_input = CRITIC_INPUTS[0] if discrete else "concat"
+    if next_value == AUTO:
+        next_value = NEXT_VALUES[0] if discrete else "policy"
+    if discrete:
+        return critic_input, next_value
+    if critic_input != "concat":
+        raise ValueError(
+            f"critic_input={critic_input!r} needs a Discrete action space, got {space!r}: on several choices "
+            "the critic reads the joint action, critic_input='concat'"
+        )
+    if next_value != "policy":
+        raise ValueError(
+            f"next_value={next_value!r} needs a Discrete action space, got {space!r}: the Boltzmann soft "
+            "value is a sum over every joint action; use next_value='policy', the actor's soft value"
+        )
+    if (
+        ESTIMATOR_ALIASES.get(estimator, estimator) == "exact"
+        and layout.n_joint_actions > MAX_ENUMERATED_ACTIONS
+    ):
+        raise ValueError(
+            f"estimator={estimator!r} enumerates the joint actions: {space!r} has {layout.n_joint_actions}, "
+            f"more than {MAX_ENUMERATED_ACTIONS}; use a sampling estimator such as 'gumbel_rao' or "
+            "'score_function'"
+        )
+    if estimator == "score_function" and n_samples < 2:
+        raise ValueError(
+            f"estimator='score_function' on {space!r} takes a leave-one-out baseline over the n_samples "
+            f"draws, so n_samples must be >= 2, got {n_samples}"
+        )
+    return critic_input, next_value
 
 
 def _check_temperature(temperature: object) -> None:

@@ -1,4 +1,8 @@
-"""Policies for :class:`~rlrelax.agents.gumbel_ac.GumbelAC`: a categorical actor and twin discrete critics."""
+"""Policies for :class:`~rlrelax.agents.gumbel_ac.GumbelAC`: a categorical actor and twin discrete critics.
+
+Both read the action space through :class:`rlrelax.agents.common.ChoiceLayout`: one categorical choice for
+``Discrete``, several for a ``MultiDiscrete`` and one Bernoulli bit each for a ``MultiBinary`` space.
+"""
 
 from typing import Any, Literal
 
@@ -15,16 +19,22 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 from torch.nn import functional as F
 
+from rlrelax.agents.common import ChoiceLayout, FactorisedSpace
+
 CriticInput = Literal["mixture", "concat"]
 CRITIC_INPUTS: tuple[str, ...] = ("mixture", "concat")
 
 
 class Actor(BasePolicy):
     """
-    Categorical actor: an MLP from features to one logit per action.
+    Categorical actor: an MLP from features to one logit per action (:class:`ChoiceLayout`).
+
+    On a ``Discrete`` space one logit per action; on a ``MultiDiscrete`` one per option of each choice, on a
+    ``MultiBinary`` one Bernoulli logit per bit: the policy is then the product of the choices' distributions,
+    its deterministic action each choice's most likely option.
 
     :param observation_space: Observation space
-    :param action_space: Action space (``Discrete``)
+    :param action_space: Action space (``Discrete``, or ``MultiDiscrete`` or ``MultiBinary`` of one dimension)
     :param net_arch: Hidden layer sizes
     :param features_extractor: Network to extract features
     :param features_dim: Number of features
@@ -32,12 +42,12 @@ class Actor(BasePolicy):
     :param normalize_images: Whether to normalize images or not, dividing by 255.0
     """
 
-    action_space: spaces.Discrete
+    action_space: FactorisedSpace
 
     def __init__(
         self,
         observation_space: spaces.Space,
-        action_space: spaces.Discrete,
+        action_space: FactorisedSpace,
         net_arch: list[int],
         features_extractor: BaseFeaturesExtractor,
         features_dim: int,
@@ -53,9 +63,9 @@ class Actor(BasePolicy):
         self.net_arch = net_arch
         self.features_dim = features_dim
         self.activation_fn = activation_fn
-        self.logits_net = nn.Sequential(
-            *create_mlp(features_dim, int(action_space.n), net_arch, activation_fn)
-        )
+        self.layout = ChoiceLayout.of(action_space)
+        self.discrete = isinstance(action_space, spaces.Discrete)
+        self.logits_net = nn.Sequential(*create_mlp(features_dim, self.layout.width, net_arch, activation_fn))
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -72,12 +82,15 @@ class Actor(BasePolicy):
     def forward(self, obs: PyTorchObs) -> th.Tensor:
         """
         :param obs: Observation batch
-        :return: The action logits, shape ``(batch, n_actions)``
+        :return: The action logits, shape ``(batch, layout.width)``
         """
         return self.logits_net(self.extract_features(obs, self.features_extractor))
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         logits = self(observation)
+        if not self.discrete:
+            # Several choices: each its own argmax, or a Gumbel-max draw from the global torch RNG.
+            return self.layout.mode(logits) if deterministic else self.layout.sample(logits, 1)[0]
         if deterministic:
             return logits.argmax(dim=-1)
         # Sampling from the global torch RNG, which SB3 seeds, keeps same-seed runs identical. Directly, not
@@ -134,19 +147,22 @@ class EnsembleMLP(nn.Module):
 
 class DiscreteCritic(BaseModel):
     """
-    Twin (or ``n_critics``) action-value networks for a ``Discrete`` action space.
+    Twin (or ``n_critics``) action-value networks for discrete actions, one choice or several.
 
     Two ways to read a (possibly relaxed) action ``a`` in the simplex, chosen by ``critic_input``:
 
     - ``"mixture"``: each network maps features to ``K`` values ``Q(s, ·)`` (discrete SAC's critic);
       a relaxed action is valued as the mixture ``Σ_k a_k Q(s, k)``, which is exact on one-hot actions and
-      linear in ``a``.
+      linear in ``a``. ``Discrete`` spaces only: over several choices it would need one output per joint
+      action, and a mixture over the joint space is not what the choices' independent relaxations give.
     - ``"concat"``: each network maps ``[features, a]`` to one value ``Q(s, a)`` (SAC's continuous critic);
       a relaxed action is a genuine input, so the critic is evaluated off the simplex vertices, where it
-      was never trained (replay holds one-hot actions only).
+      was never trained (replay holds one-hot actions only). For several choices ``a`` is the encoded
+      joint action of :meth:`ChoiceLayout.encode` (the choices' one-hots side by side, or the bits), so the
+      critic can value any interaction between the choices.
 
     :param observation_space: Observation space
-    :param action_space: Action space (``Discrete``)
+    :param action_space: Action space (``Discrete``, or ``MultiDiscrete`` or ``MultiBinary`` of one dimension)
     :param net_arch: Hidden layer sizes
     :param features_extractor: Network to extract features
     :param features_dim: Number of features
@@ -158,13 +174,13 @@ class DiscreteCritic(BaseModel):
     :param critic_input: ``"mixture"`` or ``"concat"``, see above
     """
 
-    action_space: spaces.Discrete
+    action_space: FactorisedSpace
     features_extractor: BaseFeaturesExtractor
 
     def __init__(
         self,
         observation_space: spaces.Space,
-        action_space: spaces.Discrete,
+        action_space: FactorisedSpace,
         net_arch: list[int],
         features_extractor: BaseFeaturesExtractor,
         features_dim: int,
@@ -182,7 +198,15 @@ class DiscreteCritic(BaseModel):
         )
         if critic_input not in CRITIC_INPUTS:
             raise ValueError(f"critic_input must be one of {CRITIC_INPUTS}, got {critic_input!r}")
-        self.n_actions = int(action_space.n)
+        self.discrete = isinstance(action_space, spaces.Discrete)
+        if critic_input == "mixture" and not self.discrete:
+            raise ValueError(
+                f"critic_input='mixture' needs a Discrete action space, got {action_space!r}; "
+                "use critic_input='concat', whose critic reads the joint action"
+            )
+        self.layout = ChoiceLayout.of(action_space)
+        # The width of an encoded action: |A| for Discrete (a one-hot), else one entry per actor logit.
+        self.n_actions = self.layout.width
         self.share_features_extractor = share_features_extractor
         self.n_critics = n_critics
         self.critic_input = critic_input
@@ -205,17 +229,23 @@ class DiscreteCritic(BaseModel):
     def all_action_values(self, features: th.Tensor) -> th.Tensor:
         """
         :param features: Output of :meth:`features`, shape ``(batch, features_dim)``
-        :return: ``Q(s, k)`` of every critic network, shape ``(n_critics, batch, n_actions)``
+        :return: ``Q(s, k)`` of every critic network, shape ``(n_critics, batch, n_actions)``; for several
+            choices, of every joint action in :meth:`ChoiceLayout.joint_actions`'s order (as many as it
+            enumerates)
         """
         if self.critic_input == "mixture":
             return self.q_networks(features)
-        eye = th.eye(self.n_actions, dtype=features.dtype, device=features.device)
-        one_hots = eye.unsqueeze(1).expand(-1, features.shape[0], -1)  # (K, batch, K)
+        if self.discrete:
+            table = th.eye(self.n_actions, dtype=features.dtype, device=features.device)
+        else:
+            table = self.layout.encode(self.layout.joint_actions(features.device), features.dtype)
+        one_hots = table.unsqueeze(1).expand(-1, features.shape[0], -1)  # (|A|, batch, width)
         return self.action_values(features, one_hots).transpose(1, 2)
 
     def action_values(self, features: th.Tensor, actions: th.Tensor) -> th.Tensor:
         """
-        Value of float actions (one-hot or relaxed) under every ``"concat"`` critic network.
+        Value of float actions (one-hot or relaxed, encoded by :class:`ChoiceLayout`) under every
+        ``"concat"`` critic network.
 
         :param features: Shape ``(batch, features_dim)``
         :param actions: Shape ``(*leading, batch, n_actions)``
@@ -224,6 +254,18 @@ class DiscreteCritic(BaseModel):
         expanded = features.expand(*actions.shape[:-1], features.shape[-1])
         inputs = th.cat([expanded, actions], dim=-1).reshape(-1, features.shape[-1] + self.n_actions)
         return self.q_networks(inputs).reshape(self.n_critics, *actions.shape[:-1])
+
+    def taken_action_values(self, obs: PyTorchObs, actions: th.Tensor) -> th.Tensor:
+        """
+        :param obs: Observation batch
+        :param actions: The actions taken, as the replay buffer holds them: shape ``(batch, 1)`` for
+            ``Discrete``, ``(batch, n_choices)`` otherwise
+        :return: ``Q(s, a)`` of every critic network, shape ``(n_critics, batch, 1)``
+        """
+        if self.discrete:
+            return self(obs).gather(2, actions.long().expand(self.n_critics, -1, -1))
+        features = self.features(obs)
+        return self.action_values(features, self.layout.encode(actions, features.dtype)).unsqueeze(-1)
 
     def forward(self, obs: PyTorchObs) -> th.Tensor:
         """
@@ -238,7 +280,7 @@ class GumbelACPolicy(BasePolicy):
     Policy class (categorical actor, twin discrete critics and their targets) for GumbelAC.
 
     :param observation_space: Observation space
-    :param action_space: Action space (``Discrete``)
+    :param action_space: Action space (``Discrete``, or ``MultiDiscrete`` or ``MultiBinary`` of one dimension)
     :param lr_schedule: Learning rate schedule (could be constant)
     :param net_arch: Hidden layers, a list shared by actor and critic or ``dict(pi=[...], qf=[...])``;
         ``dict(pi=[64, 64], qf=[128, 128])`` by default
@@ -252,10 +294,10 @@ class GumbelACPolicy(BasePolicy):
     :param n_critics: Number of critic networks
     :param share_features_extractor: Whether actor and critic share the features extractor
     :param critic_input: How the critic reads an action: ``"mixture"`` or ``"concat"`` (see
-        :class:`DiscreteCritic`); set through ``GumbelAC(critic_input=...)``
+        :class:`DiscreteCritic`; ``"concat"`` for several choices); set through ``GumbelAC(critic_input=...)``
     """
 
-    action_space: spaces.Discrete
+    action_space: FactorisedSpace
     actor: Actor
     critic: DiscreteCritic
     critic_target: DiscreteCritic
@@ -263,7 +305,7 @@ class GumbelACPolicy(BasePolicy):
     def __init__(
         self,
         observation_space: spaces.Space,
-        action_space: spaces.Discrete,
+        action_space: FactorisedSpace,
         lr_schedule: Schedule,
         net_arch: list[int] | dict[str, list[int]] | None = None,
         activation_fn: type[nn.Module] = nn.ReLU,
