@@ -340,7 +340,7 @@ class GumbelACPolicy(BasePolicy):
         self.activation_fn = activation_fn
         self.share_features_extractor = share_features_extractor
         self.critic_input = critic_input
-        self.net_args = {
+        self.net_args: dict[str, Any] = {
             "observation_space": self.observation_space,
             "action_space": self.action_space,
             "net_arch": actor_arch,
