@@ -103,6 +103,12 @@ class SoftQ(OffPolicyAlgorithm):
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
+    #: What a comparison's report says of this agent's gradient diagnostics (:meth:`actor_gradient_draws`).
+    gradient_diagnostics_note: ClassVar[str] = (
+        "SoftQ trains no actor, so no update follows the gradient measured: the score-function gradient of "
+        "its Boltzmann policy softmax(Q/alpha) with the critic's values held fixed. Its variance and SNR say "
+        "what a REINFORCE update of that policy would face; SoftQ itself learns by regressing Q"
+    )
     policy: SoftQPolicy
     q_net: QNetwork
     q_net_target: QNetwork

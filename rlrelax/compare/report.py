@@ -231,6 +231,8 @@ def _gradient_section(env_id: str, rows: list[AgentSummary], curves: Curves) -> 
             notes.append(f"- {s.label} ({s.algorithm}): no gradient diagnostics: {why}.")
             continue
         settings = agent.runs[0].config["run"]["diagnostics"]
+        if "gradient_diagnostics_note" in agent.runs[0].config:
+            notes.append(f"- {s.label} ({s.algorithm}): {agent.runs[0].config['gradient_diagnostics_note']}.")
         cells = [_last(agent.curves[name]) if name in agent.curves else "—" for name in GRADIENT_CURVES]
         if not agent.timesteps.size:
             cells = ["—"] * len(GRADIENT_CURVES)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from rlrelax._platform import cpu_model
+from rlrelax.compare.registry import import_object
 from rlrelax.compare.store import (
     CONFIG_FILE,
     ERROR_FILE,
@@ -133,7 +134,6 @@ def _train(run: dict[str, Any], held: RunFolder, attempt: str) -> RunResult:
     from rlrelax.callbacks import FinalEvalCallback, GradientStatsCallback
     from rlrelax.compare.envs import make_env
     from rlrelax.compare.hyperparams import resolve_kwargs
-    from rlrelax.compare.registry import import_object
 
     def still_held(_locals: dict[str, Any], _globals: dict[str, Any]) -> bool:
         # SB3 writes its files by path: stop at the first step after the folder was taken away, before SB3
@@ -222,7 +222,13 @@ def _attempt(run: dict[str, Any], held: RunFolder, commit: str | None) -> RunOut
     """Train into a held, empty run folder as a new attempt (its id is in config.json and result.json)."""
     attempt = uuid.uuid4().hex
     try:
-        held.write_json(CONFIG_FILE, {"run": run, "environment": _environment(commit), "attempt": attempt})
+        config = {"run": run, "environment": _environment(commit), "attempt": attempt}
+        if run.get("diagnostics") is not None:
+            # The report cannot import the agents, so what their measurement means travels with the run.
+            note = getattr(import_object(run["algorithm_path"]), "gradient_diagnostics_note", None)
+            if note is not None:
+                config["gradient_diagnostics_note"] = note
+        held.write_json(CONFIG_FILE, config)
         result = _train(run, held, attempt)
         held.finish(result)
     except RunFolderLostError as error:

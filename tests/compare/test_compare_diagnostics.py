@@ -55,6 +55,12 @@ SPEC = {
             "kwargs": {"policy_kwargs": {"net_arch": [16]}},
         },
         {
+            "label": "SoftQ",
+            "algorithm": "SoftQ",
+            "total_timesteps": 1_000,
+            "kwargs": {"learning_starts": 100, "batch_size": 32, "policy_kwargs": {"net_arch": [16]}},
+        },
+        {
             "label": "DQN",
             "algorithm": "DQN",
             "total_timesteps": 1_000,
@@ -169,7 +175,8 @@ def test_the_report_shows_each_agents_gradient_quality(experiment: Path) -> None
     report = (experiment / "report.md").read_text()
     section = report[report.index("## Gradient quality: CartPole-v1") :]
     table = [line for line in section.splitlines() if line.startswith("| ")][2:]
-    assert [line.split(" | ")[0] for line in table] == ["| GumbelAC", "| GumbelAC-exact", "| REINFORCE"]
+    labels = ["| GumbelAC", "| GumbelAC-exact", "| REINFORCE", "| SoftQ"]
+    assert [line.split(" | ")[0] for line in table] == labels
     assert table[0].startswith("| GumbelAC | GumbelAC | 2 | 500 / 3 / 64 | 3 | ")
     # The exact estimator is the same at every draw: no variance, an infinite SNR, no bias.
     assert table[1].startswith(
@@ -180,6 +187,8 @@ def test_the_report_shows_each_agents_gradient_quality(experiment: Path) -> None
     assert "- DQN (DQN): no gradient diagnostics: DQN has no actor gradient they can measure" in section
     assert f"- {UNMEASURED} (GumbelAC): no gradient diagnostics: its runs asked for none." in section
     assert "- REINFORCE (REINFORCE): no exact gradient to compare with" in section
+    assert "- SoftQ (SoftQ): SoftQ trains no actor, so no update follows the gradient measured" in section
+    assert sum("trains no actor" in line for line in section.splitlines()) == 1
     assert "- GumbelAC-exact (GumbelAC): zero variance: its estimate is the same at every draw" in section
     assert "![gradient_diagnostics.png](gradient_diagnostics.png)" in section
     assert (experiment / "gradient_diagnostics.png").stat().st_size > 0
@@ -190,7 +199,7 @@ def test_the_report_shows_each_agents_gradient_quality(experiment: Path) -> None
         ("GumbelAC", "1000"),
         ("GumbelAC", "1500"),
     }
-    assert {row["agent"] for row in curves} == {"GumbelAC", "GumbelAC-exact", "REINFORCE"}
+    assert {row["agent"] for row in curves} == {"GumbelAC", "GumbelAC-exact", "REINFORCE", "SoftQ"}
     per_run = [
         read_gradient_stats(run_folder(experiment, "GumbelAC", seed) / "gradient_stats.csv")
         for seed in (0, 1)
