@@ -6,7 +6,6 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
-from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
@@ -19,6 +18,7 @@ from torch.nn import functional as F
 from rlrelax.agents.common import (
     SOFT_CRITIC_LEARNING_RATE,
     ActorGradientDraws,
+    ChoiceLayout,
     action_value,
     boltzmann_entropy,
     check_factorised_action_space,
@@ -223,11 +223,7 @@ class SoftQ(OffPolicyAlgorithm):
         :return: |A| for ``Discrete``, the product of the choices' sizes for several choices
         """
         space = check_factorised_action_space(self.action_space, type(self).__name__)
-        if isinstance(space, spaces.Discrete):
-            return int(space.n)
-        sizes = choice_sizes(space)
-        assert sizes is not None  # several choices
-        return math.prod(sizes)
+        return ChoiceLayout.of(space).n_joint_actions
 
     def _create_aliases(self) -> None:
         self.q_net = self.policy.q_net
