@@ -1,4 +1,5 @@
-"""Pieces every rlrelax agent shares: argument checks, the soft critic's target and alpha, gradient draws."""
+"""Pieces every rlrelax agent shares: argument checks, the soft critic's target and alpha, gradient draws,
+the policies of several choices and of slates (top-k)."""
 
 from rlrelax.agents.common.checks import (
     FactorisedSpace,
@@ -26,15 +27,24 @@ from rlrelax.agents.common.soft_critic import (
     split_choices,
     state_soft_value,
 )
+from rlrelax.agents.common.topk import (
+    ENTROPY_SAMPLES,
+    PlackettLuceDistribution,
+    TopKLayout,
+    check_topk_action_space,
+)
 
 __all__ = [
     "AUTO_TARGET_ENTROPY_FRACTION",
+    "ENTROPY_SAMPLES",
     "MAX_ENUMERATED_ACTIONS",
     "MAX_ENUMERATED_NEXT_ACTIONS",
     "SOFT_CRITIC_LEARNING_RATE",
     "ActorGradientDraws",
     "ChoiceLayout",
     "FactorisedSpace",
+    "PlackettLuceDistribution",
+    "TopKLayout",
     "action_value",
     "boltzmann_entropy",
     "check_discrete_action_space",
@@ -42,6 +52,7 @@ __all__ = [
     "check_munchausen",
     "check_soft_critic_arguments",
     "check_target_entropy",
+    "check_topk_action_space",
     "choice_sizes",
     "current_and_next",
     "ent_coef_loss",

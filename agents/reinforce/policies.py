@@ -4,6 +4,7 @@ REINFORCE uses SB3's :class:`~stable_baselines3.common.policies.ActorCriticPolic
 gives the categorical policy, and the value head (a separate network under SB3's default ``net_arch``)
 is trained only when ``baseline="value"``, where it serves as the state-value baseline, never to
 bootstrap a return. With ``baseline="relax"`` the baseline is :class:`ActionControlVariate` instead.
+:class:`TopKPolicy` is the same policy with a Plackett-Luce head, for slates of distinct items.
 """
 
 from collections.abc import Sequence
@@ -12,13 +13,46 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.preprocessing import get_flattened_obs_dim, preprocess_obs
+from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
 from rlrelax._validation import check_int
+from rlrelax.agents.common import PlackettLuceDistribution, check_topk_action_space
 from rlrelax.estimators.rebar import concrete_relaxation
 from rlrelax.relax._validation import check_tau
 
 MlpPolicy = ActorCriticPolicy
+
+
+class TopKPolicy(ActorCriticPolicy):
+    """
+    SB3's ``ActorCriticPolicy`` with a Plackett-Luce head: a slate of ``k`` distinct items out of ``N``.
+
+    For an action space ``MultiDiscrete([N] * k)``, ``k <= N`` (anything else is a ``ValueError`` naming the
+    space), the actor has one logit per item, ``N`` outputs instead of the ``k * N`` of SB3's factorised
+    ``MultiDiscrete`` head, and the policy is :class:`~rlrelax.agents.common.PlackettLuceDistribution`:
+    slates drawn by Gumbel-top-k, ordered and without repeats, scored by their Plackett-Luce log-probability
+    (Kool, van Hoof and Welling, 2019, "Stochastic Beams and Where to Find Them: The Gumbel-Top-k Trick for
+    Sampling Sequences Without Replacement"; its score function is REINFORCE's gradient, as in their "Buy 4
+    REINFORCE Samples, Get a Baseline for Free!"). The entropy it reports, and that ``ent_coef`` rewards, is
+    the first draw's (a lower bound of the slate's); ``predict(deterministic=True)`` gives the ``k``
+    highest-logit items, highest first. Everything else (networks, value head, initialisation, optimizer,
+    saving) is SB3's.
+
+    Selected by name: ``REINFORCE("TopKPolicy", env)``.
+
+    :param observation_space: the observation space
+    :param action_space: the slate space ``MultiDiscrete([N] * k)``
+    :param lr_schedule: the learning-rate schedule
+    :param kwargs: ``ActorCriticPolicy``'s other arguments (``net_arch``, ``activation_fn``, ...); ``use_sde``
+        does not apply to a discrete policy
+    """
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        # SB3's constructor has chosen a distribution for the space (a categorical per slot); the slate's
+        # replaces it before SB3's _build creates the action head from it.
+        self.action_dist = PlackettLuceDistribution(*check_topk_action_space(self.action_space, "TopKPolicy"))
+        super()._build(lr_schedule)
 
 
 class ActionControlVariate(nn.Module):
@@ -75,4 +109,4 @@ class ActionControlVariate(nn.Module):
         return self.network(th.cat([features, relaxed], dim=-1)).squeeze(-1)
 
 
-__all__ = ["ActionControlVariate", "MlpPolicy"]
+__all__ = ["ActionControlVariate", "MlpPolicy", "TopKPolicy"]

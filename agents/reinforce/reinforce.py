@@ -24,8 +24,13 @@ from rlrelax._validation import (
     check_positive,
     check_unit_interval,
 )
-from rlrelax.agents.common import ActorGradientDraws, check_factorised_action_space, flat_gradient
-from rlrelax.agents.reinforce.policies import ActionControlVariate, MlpPolicy
+from rlrelax.agents.common import (
+    ActorGradientDraws,
+    PlackettLuceDistribution,
+    check_factorised_action_space,
+    flat_gradient,
+)
+from rlrelax.agents.reinforce.policies import ActionControlVariate, MlpPolicy, TopKPolicy
 from rlrelax.estimators import leave_one_out_baseline, mean_baseline, score_function_surrogate
 from rlrelax.estimators.rebar import control_variate_terms
 from rlrelax.relax import LinearSchedule
@@ -217,9 +222,13 @@ class REINFORCE(BaseAlgorithm):
     Supported action spaces: ``Discrete``, and ``MultiDiscrete`` and ``MultiBinary`` of one dimension, with
     SB3's distributions for them (a categorical per choice, or a Bernoulli per bit; their log-probabilities
     add up); anything else is a ``ValueError`` naming the space. The observation space must not be a
-    ``Dict``.
+    ``Dict``. With ``"TopKPolicy"`` (:class:`~rlrelax.agents.reinforce.policies.TopKPolicy`) a
+    ``MultiDiscrete([N] * k)`` action is a slate of ``k`` distinct items out of ``N``, drawn by Gumbel-top-k
+    from one logit per item and trained on its Plackett-Luce log-probability (Kool, van Hoof and Welling,
+    2019, "Stochastic Beams and Where to Find Them").
 
-    :param policy: the policy model to use (``"MlpPolicy"`` or an ``ActorCriticPolicy`` subclass)
+    :param policy: the policy model to use (``"MlpPolicy"``, ``"TopKPolicy"`` for slates, or an
+        ``ActorCriticPolicy`` subclass)
     :param env: the environment to learn from (if registered in Gym, can be str)
     :param learning_rate: Adam's step size, a float or a schedule of the remaining progress (1 -> 0);
         the default decays linearly from 3e-3 to 0 over ``learn``
@@ -253,7 +262,7 @@ class REINFORCE(BaseAlgorithm):
     :param _init_setup_model: whether to build the network at the creation of the instance
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy, "TopKPolicy": TopKPolicy}
     policy: ActorCriticPolicy
 
     def __init__(
@@ -383,11 +392,17 @@ class REINFORCE(BaseAlgorithm):
         torch RNG, without building a ``torch.distributions`` object, which would cost more than the network
         itself on the one-observation batches of a rollout.
 
+        A slate policy (:class:`~rlrelax.agents.common.PlackettLuceDistribution`) draws its ``k`` items by
+        Gumbel-top-k, which its distribution does without a ``torch.distributions`` object either.
+
         :param observations: a batch of observations
         :return: the actions, shape ``(batch,)`` for a ``Discrete`` space, else ``(batch, n_choices)``; and
-            the Gumbel noise that drew them, ``(batch, n_logits)`` (``None`` for a ``MultiBinary`` space)
+            the Gumbel noise that drew them, ``(batch, n_logits)`` (``None`` for a ``MultiBinary`` space and
+            for a slate)
         """
         logits = self._action_logits(observations)
+        if isinstance(self.policy.action_dist, PlackettLuceDistribution):
+            return self.policy.action_dist.proba_distribution(logits).sample(), None
         if isinstance(self.action_space, spaces.MultiBinary):
             return (th.rand_like(logits) < th.sigmoid(logits)).long(), None
         # -log(E) for E ~ Exp(1) is a standard Gumbel.
