@@ -1,6 +1,7 @@
 """The binary toy of Tucker et al. (2017) and Grathwohl et al. (2018): minimise E[(b - 0.499)²].
 
     python experiments/estimators/binary_toy.py
+    python experiments/estimators/binary_toy.py --target 0.45 --out experiments/results/binary_toy/t0.45
 
 ``b ~ Bernoulli(sigmoid(θ))`` as the K = 2 categorical with logits ``(0, θ)``; the loss is minus the reward of
 ``rlrelax/BinaryTarget-v0``. The two outcomes cost 0.249001 and 0.251001, so the best ``θ`` is ``-inf``
@@ -38,7 +39,7 @@ from rlrelax.estimators import (
     exact_gradient,
 )
 
-TARGET = BinaryTargetEnv().target
+DEFAULT_TARGET = BinaryTargetEnv().target
 
 
 @dataclass
@@ -59,6 +60,8 @@ class Args:
     """independent gradient estimates per measurement"""
     grid_draws: int = 400_000
     """independent estimates per point of the expected-gradient grid"""
+    target: float = DEFAULT_TARGET
+    """the target t of the loss (b - t)²: 0.499 as Grathwohl et al., 0.45 as Tucker et al."""
     out: str = "experiments/results/binary_toy"
     """folder of the CSV and the figure"""
 
@@ -88,9 +91,9 @@ def methods(args: Args) -> list[Method]:
     ]
 
 
-def loss(actions: Tensor) -> Tensor:
-    """``(b - target)²`` for one-hot or relaxed actions ``(..., 2)``, ``b`` the weight of action 1."""
-    return (actions[..., 1] - TARGET) ** 2
+def squared_distance_to(target: float) -> Callable[[Tensor], Tensor]:
+    """The loss ``(b - target)²`` of one-hot or relaxed actions ``(..., 2)``, ``b`` the weight of action 1."""
+    return lambda actions: (actions[..., 1] - target) ** 2
 
 
 def logits_of(theta: Tensor) -> Tensor:
@@ -101,6 +104,7 @@ def measure(
     method: Method, theta: Tensor, options: dict[str, object], generator: torch.Generator, args: Args
 ) -> dict[str, float]:
     """Mean and variance of ``draws`` independent estimates at ``θ``, and the exact gradient."""
+    loss = squared_distance_to(args.target)
     copies = theta.detach().expand(args.draws).clone().requires_grad_(True)
     surrogate = ESTIMATORS[method.estimator](
         logits_of(copies), loss, n_samples=args.n_samples, generator=generator, **options
@@ -115,6 +119,7 @@ def measure(
 
 
 def run(method: Method, seed: int, args: Args) -> list[dict[str, object]]:
+    loss = squared_distance_to(args.target)
     theta = torch.zeros((), requires_grad=True)
     optimizer = torch.optim.Adam([theta], lr=args.lr)
     control_variate = method.control_variate(seed) if method.control_variate else None
@@ -149,6 +154,7 @@ def run(method: Method, seed: int, args: Args) -> list[dict[str, object]]:
 
 def expected_gradients(args: Args) -> list[dict[str, object]]:
     """Mean (and standard error) of the biased estimators' gradient on a grid of ``sigmoid(θ)``."""
+    loss = squared_distance_to(args.target)
     rows: list[dict[str, object]] = []
     for method in methods(args):
         if method.estimator not in ("gumbel_softmax", "straight_through", "gumbel_rao"):
@@ -180,7 +186,9 @@ def write_csv(rows: list[dict[str, object]], path: Path) -> None:
         writer.writerows(rows)
 
 
-def plot(rows: list[dict[str, object]], grid: list[dict[str, object]], labels: list[str], path: Path) -> None:
+def plot(
+    rows: list[dict[str, object]], grid: list[dict[str, object]], labels: list[str], target: float, path: Path
+) -> None:
     figure, (left, middle, right) = plt.subplots(1, 3, figsize=(17, 4.8), constrained_layout=True)
     colors = dict(zip(labels, plt.cm.tab10.colors, strict=False))
     for label in labels:
@@ -228,7 +236,7 @@ def plot(rows: list[dict[str, object]], grid: list[dict[str, object]], labels: l
     left.legend(fontsize=8, loc="best")
     right.legend(fontsize=8, loc="best")
     figure.suptitle(
-        f"L(θ) = E[(b - {TARGET})²], b ~ Bernoulli(sigmoid(θ)): median and range over seeds", fontsize=11
+        f"L(θ) = E[(b - {target})²], b ~ Bernoulli(sigmoid(θ)): median and range over seeds", fontsize=11
     )
     figure.savefig(path, dpi=120)
 
@@ -266,7 +274,7 @@ def main(args: Args) -> None:
         )
     write_csv(rows, out / "binary_toy.csv")
     write_csv(grid, out / "binary_toy_expected_gradient.csv")
-    plot(rows, grid, [method.label for method in all_methods], out / "binary_toy.png")
+    plot(rows, grid, [method.label for method in all_methods], args.target, out / "binary_toy.png")
     print(f"wall time {time.perf_counter() - start:.0f} s; wrote {out}/")
 
 
