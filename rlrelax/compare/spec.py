@@ -23,6 +23,7 @@ from rlrelax.compare.registry import RESERVED_KWARGS, accepted_kwargs, import_ob
 from rlrelax.compare.store import run_dir, run_status
 
 __all__ = [
+    "NORMALIZE_KEYS",
     "AgentSpec",
     "Diagnostics",
     "Evaluation",
@@ -38,7 +39,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _TOP_KEYS = {"name", "envs", "seeds", "evaluation", "logging", "diagnostics", "agents"}
 _EVAL_KEYS = {"every", "episodes", "seed_offset", "threshold"}
 _DIAGNOSTICS_KEYS = {"every", "draws", "batch_size"}
-_AGENT_KEYS = {"label", "algorithm", "total_timesteps", "n_envs", "policy", "kwargs"}
+_AGENT_KEYS = {"label", "algorithm", "total_timesteps", "n_envs", "policy", "kwargs", "normalize"}
 
 #: Env steps between evaluations when a spec does not say: SB3's ``EvalCallback`` default ``eval_freq``.
 DEFAULT_EVALUATION_EVERY = 10_000
@@ -48,6 +49,18 @@ DEFAULT_DIAGNOSTICS_DRAWS = 16
 DEFAULT_DIAGNOSTICS_BATCH_SIZE = 256
 #: The fewest draws per measurement: the jackknife standard errors leave one draw out of at least two.
 MIN_DIAGNOSTICS_DRAWS = 3
+#: The keywords of SB3's ``VecNormalize`` that an agent's ``normalize`` table may set, each with the kind of
+#: value it takes. ``venv`` and ``training`` are the runner's: the training env learns its statistics, the
+#: eval env only uses them.
+NORMALIZE_KEYS = {
+    "norm_obs": "bool",
+    "norm_reward": "bool",
+    "clip_obs": "positive",
+    "clip_reward": "positive",
+    "gamma": "discount",
+    "epsilon": "positive",
+    "norm_obs_keys": "names",
+}
 
 
 class SpecError(ValueError):
@@ -119,6 +132,8 @@ class AgentSpec:
     :param kwargs: the constructor's keyword arguments as written (see :mod:`rlrelax.compare.hyperparams`)
     :param has_actor_gradient: whether gradient diagnostics can measure it
         (:func:`rlrelax.callbacks.measures_actor_gradient`; the spec check reads it off the algorithm)
+    :param normalize: ``VecNormalize``'s keyword arguments when the training env is wrapped in it (RL Zoo's
+        ``normalize``; ``{}`` for its defaults), or ``None`` (the default) for no normalisation
     """
 
     label: str
@@ -129,6 +144,7 @@ class AgentSpec:
     policy: str = "MlpPolicy"
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     has_actor_gradient: bool = True
+    normalize: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -157,7 +173,8 @@ class RunSpec:
 
         :return: a JSON-serialisable dict; with diagnostics its ``"diagnostics"`` is their settings, or
             ``None`` for an agent without an actor gradient (without diagnostics the key is left out, so the
-            configs of runs that asked for none read as they always did)
+            configs of runs that asked for none read as they always did); ``"normalize"`` likewise only for
+            an agent that normalises
         """
         config = {
             "experiment": self.experiment,
@@ -178,6 +195,8 @@ class RunSpec:
             },
             "tensorboard": self.tensorboard,
         }
+        if self.agent.normalize is not None:
+            config["normalize"] = dict(self.agent.normalize)
         if self.diagnostics is not None:
             # None rather than the settings for an agent that cannot be measured: the report says why it has
             # no diagnostics, and other settings leave its finished runs valid.
@@ -355,6 +374,39 @@ def _check_diagnostics(
     return Diagnostics(every=every, draws=int(draws), batch_size=batch_size)
 
 
+def _check_normalize(raw: object, where: str, source: str) -> dict[str, Any] | None:
+    """The ``VecNormalize`` keywords of an agent's ``normalize`` (``true``: the defaults; ``false``: none)."""
+    if raw is None or raw is False:
+        return None
+    if raw is True:
+        return {}
+    if not isinstance(raw, dict):
+        raise SpecError(
+            source,
+            f"{where}normalize",
+            f"must be true, false or a table of VecNormalize keywords, got {raw!r}",
+        )
+    _unknown_keys(raw, set(NORMALIZE_KEYS), f"{where}normalize.", source)
+    for name, value in raw.items():
+        kind = NORMALIZE_KEYS[name]
+        number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        valid = {
+            "bool": isinstance(value, bool),
+            "positive": number and value > 0,
+            "discount": number and 0 <= value <= 1,
+            "names": isinstance(value, list) and all(isinstance(item, str) for item in value),
+        }[kind]
+        if not valid:
+            wanted = {
+                "bool": "true or false",
+                "positive": "a finite number > 0",
+                "discount": "a number in [0, 1]",
+                "names": "a list of observation keys",
+            }[kind]
+            raise SpecError(source, f"{where}normalize.{name}", f"must be {wanted}, got {value!r}")
+    return dict(raw)
+
+
 def _check_agent(raw: object, index: int, source: str) -> AgentSpec:
     where = f"agents[{index}]."
     if not isinstance(raw, dict):
@@ -409,6 +461,7 @@ def _check_agent(raw: object, index: int, source: str) -> AgentSpec:
         policy=policy,
         kwargs=kwargs,
         has_actor_gradient=measures_actor_gradient(cls),
+        normalize=_check_normalize(raw.get("normalize"), where, source),
     )
 
 
@@ -424,6 +477,16 @@ def _check_construction(agent: AgentSpec, index: int, env_id: str, action_space:
     except (ValueError, TypeError) as error:
         raise SpecError(source, f"{where}.kwargs", str(error)) from None
     env = make_vec_env(lambda: make_env(env_id), n_envs=agent.n_envs)
+    if agent.normalize is not None:
+        from rlrelax.compare.worker import vec_normalize
+
+        try:
+            env = vec_normalize(env, dict(agent.normalize), kwargs, training=True)
+        except (ValueError, TypeError, AssertionError) as error:
+            env.close()
+            raise SpecError(
+                source, f"{where}.normalize", f"VecNormalize refused it on env {env_id!r}: {error}"
+            ) from None
     try:
         cls(agent.policy, env, **kwargs)
     except (ValueError, TypeError, AssertionError, KeyError) as error:
@@ -542,6 +605,8 @@ def load_spec(path: str | Path) -> Spec:
         n_envs = 8                        # parallel training envs (default 1)
         policy = "MlpPolicy"              # default
         kwargs = { n_steps = 32, learning_rate = "lin_0.001" }
+        normalize = true                  # VecNormalize the envs, as RL Zoo's normalize (default false);
+                                          # or a table of its keywords, e.g. { norm_reward = false }
 
     :param path: the spec file
     :return: the checked spec

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import platform
 import subprocess
 import tempfile
@@ -17,7 +18,7 @@ from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,7 +37,19 @@ from rlrelax.compare.store import (
     gradient_stats_csv,
 )
 
-__all__ = ["RunOutcome", "execute_run", "execute_run_in_memory", "git_commit", "init_worker", "serve"]
+if TYPE_CHECKING:
+    from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+__all__ = [
+    "VECNORMALIZE_FILE",
+    "RunOutcome",
+    "execute_run",
+    "execute_run_in_memory",
+    "git_commit",
+    "init_worker",
+    "serve",
+    "vec_normalize",
+]
 
 _PACKAGES = ("rlrelax", "stable-baselines3", "torch", "gymnasium", "numpy")
 
@@ -45,6 +58,9 @@ _PACKAGES = ("rlrelax", "stable-baselines3", "torch", "gymnasium", "numpy")
 MAX_EVAL_ENVS = 16
 #: The exit status of a worker process that ended because its runner had ended.
 EXIT_ORPHANED = 1
+#: The run file holding the ``VecNormalize`` statistics of an agent that normalises, next to its model: SB3's
+#: ``VecNormalize.save`` format, read back with ``VecNormalize.load(path, venv)``.
+VECNORMALIZE_FILE = "vecnormalize.pkl"
 
 
 @dataclass(frozen=True)
@@ -125,6 +141,32 @@ def _environment(commit: str | None) -> dict[str, Any]:
     }
 
 
+def vec_normalize(
+    env: VecEnv, normalize: dict[str, Any], kwargs: dict[str, Any], *, training: bool
+) -> VecNormalize:
+    """Wrap a vectorised env in SB3's ``VecNormalize`` as RL Zoo's ``normalize: true`` does.
+
+    As in RL Zoo (``rl_zoo3/exp_manager.py``): the return statistics discount with the agent's ``gamma`` when
+    its keywords give one (unless ``normalize`` gives its own), and the evaluation env does not normalise
+    rewards, so its returns are the env's. An evaluation env only uses statistics: SB3's ``EvalCallback``
+    copies the training env's into it before each evaluation (``sync_envs_normalization``).
+
+    :param env: the vectorised env
+    :param normalize: ``VecNormalize``'s keywords from the spec (:data:`rlrelax.compare.spec.NORMALIZE_KEYS`)
+    :param kwargs: the agent's keyword arguments, for its ``gamma``
+    :param training: ``True`` for the training env (it updates the statistics), ``False`` for evaluation
+    :return: the wrapped env
+    """
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    options = dict(normalize)
+    if "gamma" in kwargs:
+        options.setdefault("gamma", kwargs["gamma"])
+    if not training:
+        options["norm_reward"] = False
+    return VecNormalize(env, training=training, **options)
+
+
 def _train(run: dict[str, Any], held: RunFolder, attempt: str) -> RunResult:
     # Imported here, in the worker: the comparison's driver and `rlrelax report` never need SB3 or torch.
     from stable_baselines3.common.callbacks import ConvertCallback
@@ -147,8 +189,13 @@ def _train(run: dict[str, Any], held: RunFolder, attempt: str) -> RunResult:
     make = partial(make_env, run["env_id"])
     env = make_vec_env(make, n_envs=run["n_envs"])
     eval_env = make_vec_env(make, n_envs=min(evaluation["episodes"], MAX_EVAL_ENVS), seed=evaluation["seed"])
+    kwargs = resolve_kwargs(run["kwargs"])
+    normalize = run.get("normalize")
+    if normalize is not None:
+        env = vec_normalize(env, normalize, kwargs, training=True)
+        eval_env = vec_normalize(eval_env, normalize, kwargs, training=False)
     try:
-        model = cls(run["policy"], env, seed=run["seed"], **resolve_kwargs(run["kwargs"]))
+        model = cls(run["policy"], env, seed=run["seed"], **kwargs)
         model.set_logger(configure(str(folder), ["csv", "tensorboard"] if run["tensorboard"] else ["csv"]))
         callback = FinalEvalCallback(
             eval_env,
@@ -176,6 +223,9 @@ def _train(run: dict[str, Any], held: RunFolder, attempt: str) -> RunResult:
         wall_time = time.perf_counter() - start
         held.check()
         model.save(folder / MODEL_FILE)
+        if normalize is not None:
+            # The bytes VecNormalize.save writes, through the checked writer so result.json lists them.
+            held.write(VECNORMALIZE_FILE, pickle.dumps(env))
         if gradient_stats is not None:
             held.write(GRADIENT_STATS_FILE, gradient_stats_csv(gradient_stats.history))
         model.logger.close()

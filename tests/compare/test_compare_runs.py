@@ -486,3 +486,42 @@ def test_a_namespaced_env_id_runs_and_reads_back(tmp_path: Path) -> None:
     assert run.folder(tmp_path) == tmp_path / "ns" / "rlrelax%2FCartPole-v1" / "A2C" / "seed-0"
     (finished,) = finished_runs(tmp_path / "ns")
     assert finished.env_id == "rlrelax/CartPole-v1" and finished.seed == 0
+
+
+def test_normalize_saves_the_statistics_and_evaluates_with_the_training_ones(tmp_path: Path) -> None:
+    import torch
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    torch.set_num_threads(1)
+    agent = {**PPO_AGENT, "kwargs": {**TINY_PPO, "gamma": 0.9}, "normalize": True}
+    # One evaluation, of the final model: the eval env is fresh, so it can be rebuilt exactly below.
+    data = {**tiny_spec("norm", [agent], [0]), "evaluation": {"every": 10_000, "episodes": 2}}
+    (run,) = spec_from_dict(data).runs()
+    folder = run.folder(tmp_path)
+    outcome = execute_run(run.to_config(), folder)
+    assert outcome.finished, outcome
+    result = json.loads((folder / "result.json").read_text())
+    assert "vecnormalize.pkl" in result["files"]  # checked like every other file of the run
+    (finished,) = finished_runs(tmp_path / "norm")
+    assert finished.config["run"]["normalize"] == {}
+    assert finished.timesteps.tolist() == [512]
+
+    seed = finished.config["run"]["evaluation"]["seed"]
+    stats = VecNormalize.load(
+        str(folder / "vecnormalize.pkl"), make_vec_env("CartPole-v1", n_envs=2, seed=seed)
+    )
+    assert stats.gamma == 0.9  # the agent's gamma, as RL Zoo sets it
+    assert stats.obs_rms.count > 512  # learned from the training env's observations
+    stats.training, stats.norm_reward = False, False
+    returns, _ = evaluate_policy(
+        PPO.load(folder / "model.zip"),
+        stats,
+        n_eval_episodes=2,
+        deterministic=True,
+        return_episode_rewards=True,
+    )
+    # The evaluation during training saw the observations normalised with the training env's final
+    # statistics, and recorded the env's own (unnormalised) returns.
+    np.testing.assert_array_equal(finished.returns[-1], returns)

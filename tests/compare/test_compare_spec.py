@@ -1,5 +1,6 @@
 """Experiment specs: every mistake is refused before any run starts, naming file, key and reason."""
 
+import inspect
 import json
 import tomllib
 from pathlib import Path
@@ -7,6 +8,7 @@ from typing import Any
 
 import pytest
 from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import VecNormalize
 
 from rlrelax.compare import (
     ALGORITHMS,
@@ -21,6 +23,7 @@ from rlrelax.compare import (
     spec_from_dict,
 )
 from rlrelax.compare.hyperparams import resolve_kwargs
+from rlrelax.compare.spec import NORMALIZE_KEYS
 from rlrelax.compare.store import RunResult, claim_run_dir
 from rlrelax.relax import LinearSchedule
 
@@ -239,6 +242,44 @@ def test_an_agent_without_an_actor_gradient_does_not_bound_the_diagnostics() -> 
     assert spec_from_dict(data).diagnostics == Diagnostics(every=150, draws=16, batch_size=256)
 
 
+def with_normalize(value: Any) -> dict[str, Any]:
+    data = minimal()
+    data["agents"][0]["normalize"] = value
+    return data
+
+
+def test_normalize_is_in_the_run_config_only_when_set() -> None:
+    assert "normalize" not in spec_from_dict(minimal()).runs()[0].to_config()
+    assert "normalize" not in spec_from_dict(with_normalize(False)).runs()[0].to_config()
+    assert spec_from_dict(with_normalize(True)).runs()[0].to_config()["normalize"] == {}
+    table = {"norm_reward": False, "clip_obs": 5.0, "gamma": 0.9}
+    config = spec_from_dict(with_normalize(table)).runs()[0].to_config()
+    assert config["normalize"] == table and json.loads(json.dumps(config)) == config
+
+
+def test_normalize_keys_are_vecnormalizes_less_the_runners() -> None:
+    parameters = set(inspect.signature(VecNormalize.__init__).parameters)
+    assert set(NORMALIZE_KEYS) == parameters - {"self", "venv", "training"}
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "reason"),
+    [
+        ("yes", "agents[0].normalize", "must be true, false or a table of VecNormalize keywords, got 'yes'"),
+        ({"training": False}, "agents[0].normalize.training", "unknown key; the keys here are clip_obs,"),
+        ({"clip_obs": -1.0}, "agents[0].normalize.clip_obs", "must be a finite number > 0, got -1.0"),
+        ({"gamma": 1.5}, "agents[0].normalize.gamma", "must be a number in [0, 1], got 1.5"),
+        ({"norm_obs": 1}, "agents[0].normalize.norm_obs", "must be true or false, got 1"),
+        ({"norm_obs_keys": "x"}, "agents[0].normalize.norm_obs_keys", "must be a list of observation keys"),
+        # Well formed, but CartPole's observations are not a Dict: VecNormalize itself refuses it.
+        ({"norm_obs_keys": ["x"]}, "agents[0].normalize", "VecNormalize refused it on env 'CartPole-v1'"),
+    ],
+)
+def test_bad_normalize_is_refused(value: Any, key: str, reason: str) -> None:
+    error = refused(with_normalize(value))
+    assert error.key == key and error.reason.startswith(reason), error
+
+
 def test_first_seeds_keeps_the_full_runs_configs() -> None:
     spec = spec_from_dict(minimal(seeds=[3, 1, 2]))
     reduced = spec.first_seeds(2)
@@ -398,3 +439,43 @@ def test_cartpole_spec_matches_rl_zoo() -> None:
 @pytest.mark.parametrize(("name", "runs"), [("cartpole.toml", 6 * 10), ("gumbel_ac_estimators.toml", 2 * 10)])
 def test_committed_specs_pass_every_check(name: str, runs: int) -> None:
     assert len(load_spec(REPO / "experiments" / name).runs()) == runs
+
+
+def test_the_suites_cartpole_spec_is_the_cartpole_comparison_plus_score_function() -> None:
+    comparison = tomllib.loads((REPO / "experiments" / "cartpole.toml").read_text())
+    suite = tomllib.loads((REPO / "experiments" / "suite" / "cartpole.toml").read_text())
+    added = {"label": "GumbelAC-score_function", "algorithm": "GumbelAC", "total_timesteps": 50_000}
+    added["kwargs"] = {"estimator": "score_function"}
+    agents = comparison.pop("agents")
+    assert suite.pop("agents") == [*agents[:4], added, *agents[4:]]
+    assert suite.pop("name") == "suite-cartpole" and comparison.pop("name") == "cartpole"
+    assert suite == comparison  # envs, seeds, evaluation and diagnostics
+
+
+SUITE = {
+    "cartpole": (10, 475.0),
+    "acrobot": (10, -100.0),
+    "lunarlander": (5, 200.0),
+    "mountaincar": (5, -110.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUITE))
+def test_suite_specs_pass_every_check(name: str) -> None:
+    if name == "lunarlander":
+        pytest.importorskip("Box2D", reason="LunarLander-v3 needs Box2D: pip install 'rlrelax[box2d]'")
+    spec = load_spec(REPO / "experiments" / "suite" / f"{name}.toml")
+    seeds, threshold = SUITE[name]
+    (env_id,) = spec.envs
+    assert len(spec.seeds) == seeds and spec.evaluation.thresholds == {env_id: threshold}
+    assert [a.label for a in spec.agents] == [
+        "REINFORCE",
+        "SoftQ",
+        "GumbelAC-gumbel_softmax",
+        "GumbelAC-exact",
+        "GumbelAC-score_function",
+        "PPO",
+        "DQN",
+    ]
+    # Zoo's PPO normalises on exactly these two envs.
+    assert (spec.agents[5].normalize is not None) == (name in ("acrobot", "mountaincar"))
