@@ -1,4 +1,4 @@
-"""The ``rlrelax`` command line: ``compare``, ``report`` and ``train``."""
+"""The ``rlrelax`` command line: ``compare``, ``report``, ``aggregate`` and ``train``."""
 
 from __future__ import annotations
 
@@ -81,6 +81,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write the report of the finished runs in an experiment folder (<out>/<experiment>).",
     )
     report.add_argument("directory", type=Path, help="the experiment folder, e.g. runs/cartpole")
+
+    aggregate = commands.add_parser(
+        "aggregate",
+        help="write the statistics across envs of several experiments, on scores normalised per env",
+        description="Normalise the finished runs of several experiment folders (one per env) so that 0 is a "
+        "uniformly random policy's mean return and 1 the env's threshold, and write aggregate.md, "
+        "aggregate.csv, normalized_scores.csv and the figures: the aggregate IQM, performance profiles, the "
+        "probability of improvement and sample-efficiency curves (Agarwal et al., 2021).",
+    )
+    aggregate.add_argument("directories", type=Path, nargs="+", help="experiment folders, e.g. runs/suite-*")
+    aggregate.add_argument(
+        "--scores",
+        type=Path,
+        required=True,
+        help="random scores CSV (env_id, mean_return), e.g. experiments/suite/random_scores.csv",
+    )
+    aggregate.add_argument("--out", type=Path, required=True, help="the folder to write into")
+    aggregate.add_argument(
+        "--reps", type=_count(1), default=2_000, help="bootstrap replications (default: 2000)"
+    )
 
     train = commands.add_parser(
         "train",
@@ -190,6 +210,19 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _aggregate(args: argparse.Namespace) -> int:
+    from rlrelax.compare.aggregate import write_aggregate
+
+    try:
+        written = write_aggregate(args.directories, args.scores, args.out, reps=args.reps)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"rlrelax aggregate: error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    for path in written.values():
+        print(path)
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from rlrelax.compare import SpecError, spec_from_dict
     from rlrelax.compare.worker import execute_run, git_commit, init_worker
@@ -260,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _compare(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "aggregate":
+        return _aggregate(args)
     if args.command == "train":
         return _train(args)
     parser.print_help()

@@ -7,11 +7,14 @@ The pipeline, usable from Python as from the ``rlrelax`` command::
     spec = load_spec("experiments/cartpole.toml")    # checked before anything runs
     result = run_experiment(spec, out="runs", workers=2)
     write_report(result.experiment_dir)               # also done at the end of run_experiment
+    write_aggregate(["runs/suite-cartpole", "runs/suite-acrobot"], "experiments/suite/random_scores.csv",
+                    "runs/suite")                      # statistics across envs, on normalised scores
 
 Importing this package loads no heavy module: SB3 and torch are imported where a spec is checked or a run
 is executed, matplotlib where a report draws its plots, Ray where its backend starts.
 """
 
+from rlrelax.compare.aggregate import AggregateResult, aggregate, read_random_scores, write_aggregate
 from rlrelax.compare.envs import make_env
 from rlrelax.compare.registry import ALGORITHMS, accepted_kwargs, resolve_algorithm
 from rlrelax.compare.report import write_report
@@ -53,6 +56,7 @@ __all__ = [
     "DEFAULT_EVALUATION_EVERY",
     "AgentSpec",
     "AgentSummary",
+    "AggregateResult",
     "CompareResult",
     "DamagedRunError",
     "Diagnostics",
@@ -66,6 +70,7 @@ __all__ = [
     "Spec",
     "SpecError",
     "accepted_kwargs",
+    "aggregate",
     "bootstrap_interval",
     "check_store",
     "default_workers",
@@ -80,10 +85,12 @@ __all__ = [
     "make_env",
     "median_steps",
     "probability_of_improvement",
+    "read_random_scores",
     "resolve_algorithm",
     "run_experiment",
     "spec_from_dict",
     "steps_to_threshold",
     "summarize",
+    "write_aggregate",
     "write_report",
 ]

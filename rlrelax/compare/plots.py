@@ -1,5 +1,5 @@
 """Plots of a report: learning curves (IQM with a 95% band), interval estimates of the final return, and the
-gradient diagnostics over training.
+gradient diagnostics over training; and of the cross-env statistics of ``rlrelax aggregate``.
 
 Drawn on matplotlib ``Figure`` objects directly, without ``pyplot``, so no global state or GUI backend is
 touched (reports are also written from worker-free library calls and from CI).
@@ -14,9 +14,17 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from rlrelax.compare.aggregate import AggregateResult
 from rlrelax.compare.summary import GRADIENT_CURVES, AgentSummary, Curve, GradientCurves
 
-__all__ = ["plot_final_returns", "plot_gradient_diagnostics", "plot_learning_curves"]
+__all__ = [
+    "plot_aggregate_iqm",
+    "plot_final_returns",
+    "plot_gradient_diagnostics",
+    "plot_learning_curves",
+    "plot_performance_profiles",
+    "plot_sample_efficiency",
+]
 
 #: Each gradient statistic's title and axis scale: the SNR spans orders of magnitude too, but its unbiased
 #: estimate can be negative, which a symmetric log scale shows.
@@ -119,4 +127,73 @@ def plot_gradient_diagnostics(
             else:
                 empty = "no exact gradient" if name in GRADIENT_CURVES[2:] else "no measurement"
                 ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes)
+    figure.savefig(path, dpi=120, metadata=_METADATA)
+
+
+def plot_aggregate_iqm(result: AggregateResult, path: Path) -> None:
+    """Draw each label's aggregate IQM of the normalised final score with its 95% interval.
+
+    :param result: the cross-env statistics (:func:`rlrelax.compare.aggregate.aggregate`)
+    :param path: the PNG to write
+    """
+    labels = result.labels
+    figure = Figure(figsize=(6.4, max(2.0, 0.5 * len(labels) + 1.2)), layout="constrained")
+    ax = figure.subplots()
+    for y, label in enumerate(labels):
+        middle, low, high = result.final_iqm[label]
+        ax.errorbar(
+            [middle], [y], xerr=[[middle - low], [high - middle]], fmt="o", capsize=4, color=f"C{y % 10}"
+        )
+    for x, style in ((0.0, ":"), (1.0, "--")):  # random, threshold
+        ax.axvline(x, color="black", linestyle=style, linewidth=0.8)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_ylim(-0.6, len(labels) - 0.4)
+    ax.invert_yaxis()
+    ax.set(
+        title=f"{len(result.envs)} envs", xlabel="normalised final score (IQM, 95% CI; 0 random, 1 threshold)"
+    )
+    ax.grid(axis="x", alpha=0.3)
+    figure.savefig(path, dpi=120, metadata=_METADATA)
+
+
+def plot_performance_profiles(result: AggregateResult, path: Path) -> None:
+    """Draw each label's performance profile: the fraction of runs with a final score above tau, with bands.
+
+    :param result: the cross-env statistics
+    :param path: the PNG to write
+    """
+    figure = Figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = figure.subplots()
+    for index, label in enumerate(result.labels):
+        _band(ax, result.taus, result.profiles[label], label, f"C{index % 10}")
+    ax.axvline(1.0, color="black", linestyle="--", linewidth=0.8)
+    ax.set(
+        title=f"performance profiles, {len(result.envs)} envs",
+        xlabel="normalised score τ (0 random, 1 threshold)",
+        ylabel="fraction of runs with score > τ",
+        ylim=(-0.02, 1.02),
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    figure.savefig(path, dpi=120, metadata=_METADATA)
+
+
+def plot_sample_efficiency(result: AggregateResult, path: Path) -> None:
+    """Draw each label's aggregate IQM of the normalised evaluation score against the fraction of its budget.
+
+    :param result: the cross-env statistics
+    :param path: the PNG to write
+    """
+    figure = Figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = figure.subplots()
+    for index, label in enumerate(result.labels):
+        _band(ax, result.fractions, result.efficiency[label], label, f"C{index % 10}")
+    ax.axhline(1.0, color="black", linestyle="--", linewidth=0.8)
+    ax.set(
+        title=f"sample efficiency, {len(result.envs)} envs",
+        xlabel="fraction of the agent's budget",
+        ylabel="normalised evaluation score (IQM, 95% CI)",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
     figure.savefig(path, dpi=120, metadata=_METADATA)

@@ -1,0 +1,249 @@
+"""Statistics across envs (``rlrelax aggregate``) on synthetic run stores: the normalisation, the stratified
+bootstrap, the performance profiles, the probability of improvement, the sample-efficiency curves, the report
+files and the errors."""
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlrelax.cli import EXIT_INVALID, main
+from rlrelax.compare.aggregate import aggregate, normalized_score, read_random_scores, write_aggregate
+from rlrelax.compare.stats import probability_of_improvement
+from rlrelax.compare.store import RunResult, claim_run_dir, run_dir
+
+RANDOM = {"CartPole-v1": 20.0, "Acrobot-v1": -500.0}
+THRESHOLD = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0}
+
+
+def write_run(
+    root: Path,
+    env_id: str,
+    label: str,
+    seed: int,
+    returns: Sequence[float],
+    timesteps: Sequence[int] | None = None,
+    budget: int = 100,
+    with_threshold: bool = True,
+) -> None:
+    """A finished run as the store writes it, with one episode per evaluation; the experiment is the env."""
+    steps = (
+        list(timesteps)
+        if timesteps is not None
+        else [budget * (i + 1) // len(returns) for i in range(len(returns))]
+    )
+    threshold = THRESHOLD[env_id] if with_threshold else None
+    folder = run_dir(root, env_id.lower(), env_id, label, seed)
+    with claim_run_dir(folder, wipe=True) as held:
+        held.write_json(
+            "config.json", {"run": {"total_timesteps": budget, "evaluation": {"threshold": threshold}}}
+        )
+        evaluations = io.BytesIO()
+        np.savez(
+            evaluations,
+            timesteps=np.array(steps),
+            results=np.array(returns, dtype=np.float64)[:, None],
+            ep_lengths=np.ones((len(steps), 1), dtype=np.int64),
+        )
+        held.write("evaluations.npz", evaluations.getvalue())
+        held.write("progress.csv", b"")
+        held.write("model.zip", b"")
+        solved = None if threshold is None else returns[-1] >= threshold
+        held.finish(
+            RunResult(float(returns[-1]), steps[-1], len(steps), threshold, solved, 1.0, "a", "2000-01-01")
+        )
+
+
+def score(env_id: str, value: float) -> float:
+    """The return whose normalised score is ``value``."""
+    return RANDOM[env_id] + value * (THRESHOLD[env_id] - RANDOM[env_id])
+
+
+def write_scores(root: Path, finals: dict[str, dict[str, Sequence[float]]]) -> list[Path]:
+    """Runs with the given normalised final scores: label -> env -> one score per seed."""
+    for label, per_env in finals.items():
+        for env_id, values in per_env.items():
+            for seed, value in enumerate(values):
+                write_run(root, env_id, label, seed, [score(env_id, value)])
+    return sorted({root / env_id.lower() for per_env in finals.values() for env_id in per_env})
+
+
+def test_scores_are_normalised_between_random_and_threshold(tmp_path: Path) -> None:
+    write_run(tmp_path, "CartPole-v1", "A", 0, [100.0, 247.5])
+    write_run(tmp_path, "Acrobot-v1", "A", 0, [-500.0, -100.0])
+    write_run(tmp_path, "Acrobot-v1", "A", 1, [-300.0, 0.0])
+    result = aggregate([tmp_path / "cartpole-v1", tmp_path / "acrobot-v1"], RANDOM, reps=10)
+    assert result.envs == ("Acrobot-v1", "CartPole-v1")
+    np.testing.assert_allclose(result.scores["A"]["CartPole-v1"], [0.5])
+    np.testing.assert_allclose(result.scores["A"]["Acrobot-v1"], [1.0, 1.25])
+    assert normalized_score(20.0, 20.0, 475.0) == 0.0 and normalized_score(475.0, 20.0, 475.0) == 1.0
+    with pytest.raises(ValueError, match=r"the threshold \(1.0\) must be above the random score \(2.0\)"):
+        normalized_score(1.0, 2.0, 1.0)
+
+
+def test_the_bootstrap_resamples_within_each_env(tmp_path: Path) -> None:
+    # Every run of one env scores 0, every run of the other 1 (4 seeds and 2): a bootstrap that resampled the
+    # pooled runs would mix the envs' shares and spread the IQM; resampled within each env, every replication
+    # is the same 4 zeros and 2 ones.
+    dirs = write_scores(tmp_path, {"A": {"CartPole-v1": [0.0] * 4, "Acrobot-v1": [1.0] * 2}})
+    result = aggregate(dirs, RANDOM, reps=500)
+    # The IQM of [0, 0, 0, 0, 1, 1] cuts one score from each end: the mean of [0, 0, 0, 1].
+    assert result.final_iqm["A"] == pytest.approx((0.25, 0.25, 0.25))
+    assert result.seeds["A"] == {"Acrobot-v1": (0, 1), "CartPole-v1": (0, 1, 2, 3)}
+
+
+def test_the_interval_is_reproducible_and_brackets_the_estimate(tmp_path: Path) -> None:
+    dirs = write_scores(tmp_path, {"A": {"CartPole-v1": [0.1, 0.5, 0.9, 0.3], "Acrobot-v1": [0.2, 1.1]}})
+    first = aggregate(dirs, RANDOM, reps=300, seed=3).final_iqm["A"]
+    assert aggregate(dirs, RANDOM, reps=300, seed=3).final_iqm["A"] == first
+    estimate, low, high = first
+    assert low < estimate < high
+
+
+def test_performance_profile_at_known_points(tmp_path: Path) -> None:
+    dirs = write_scores(tmp_path, {"A": {"CartPole-v1": [0.0, 0.25, 0.5, 1.0], "Acrobot-v1": [0.75, 1.2]}})
+    taus = np.array([-0.1, 0.0, 0.5, 1.0, 1.5])
+    fraction, low, high = aggregate(dirs, RANDOM, taus=taus, reps=200).profiles["A"]
+    # Scores 0, 0.25, 0.5, 0.75, 1, 1.2: strictly above each tau (rliable's run_score_distribution).
+    np.testing.assert_allclose(fraction, [6 / 6, 5 / 6, 3 / 6, 1 / 6, 0.0])
+    assert (low <= fraction + 1e-12).all() and (fraction <= high + 1e-12).all()
+    assert low[0] == high[0] == 1.0 and low[-1] == high[-1] == 0.0  # every run is above -0.1, none above 1.5
+
+
+def test_probability_of_improvement_against_a_hand_computation(tmp_path: Path) -> None:
+    dirs = write_scores(
+        tmp_path,
+        {
+            "X": {"CartPole-v1": [0.25, 0.5], "Acrobot-v1": [0.0]},
+            "Y": {"CartPole-v1": [0.0, 0.5], "Acrobot-v1": [0.25]},
+        },
+    )
+    result = aggregate(dirs, RANDOM, reps=1000)
+    # CartPole: of the pairs (x, y), 0.25 beats 0 and loses to 0.5; 0.5 beats 0 and ties 0.5: 2.5 / 4.
+    # Acrobot: 0 loses to 0.25: 0. Averaged over the two envs: 0.3125.
+    estimate, low, high = result.improvement[("X", "Y")]
+    assert estimate == pytest.approx((2.5 / 4 + 0.0) / 2)
+    assert result.improvement[("Y", "X")][0] == pytest.approx(1 - estimate)
+    assert low <= estimate <= high
+    # Each env's term is stats.py's probability of improvement.
+    per_env = [
+        probability_of_improvement(result.scores["X"][e], result.scores["Y"][e], reps=10)[0]
+        for e in result.envs
+    ]
+    assert np.mean(per_env) == pytest.approx(estimate)
+
+
+def test_sample_efficiency_reads_each_run_at_fractions_of_its_budget(tmp_path: Path) -> None:
+    # A budget of 100 (evaluated at 50, 100 and, as PPO's last rollout overshoots, finally at 104) and one of
+    # 1000 (evaluated every 250): each is read at the same fractions of its own budget.
+    write_run(
+        tmp_path, "CartPole-v1", "A", 0, [score("CartPole-v1", v) for v in (0.2, 0.6, 0.8)], [50, 100, 104]
+    )
+    values = [score("Acrobot-v1", v) for v in (0.1, 0.3, 0.5, 0.7)]
+    for seed in range(4):
+        write_run(tmp_path, "Acrobot-v1", "A", seed, values, [250, 500, 750, 1000], budget=1000)
+    dirs = [tmp_path / "cartpole-v1", tmp_path / "acrobot-v1"]
+    result = aggregate(dirs, RANDOM, fractions=np.array([0.25, 0.5, 1.0]), reps=50)
+    curve, low, high = result.efficiency["A"]
+    # At 0.25 the CartPole run has no evaluation yet: undefined, although the IQM of the five runs would cut
+    # its NaN away. At 0.5: the IQM of 0.2 and four 0.3; at 1: of the final 0.8 and four 0.7.
+    assert np.isnan(curve[0]) and np.isnan(low[0]) and np.isnan(high[0])
+    np.testing.assert_allclose(curve[1:], [0.3, 0.7])
+
+
+def test_labels_missing_from_an_env_are_reported(tmp_path: Path) -> None:
+    dirs = write_scores(
+        tmp_path, {"A": {"CartPole-v1": [0.5], "Acrobot-v1": [0.5]}, "B": {"CartPole-v1": [0.9]}}
+    )
+    result = aggregate(dirs, RANDOM, reps=10)
+    assert result.labels == ("A",) and result.missing == {"B": ("Acrobot-v1",)}
+    written = write_aggregate(dirs, write_csv(tmp_path), tmp_path / "out", reps=10)
+    assert "- B: no runs on Acrobot-v1" in written["aggregate.md"].read_text()
+
+
+def write_csv(tmp_path: Path, scores: dict[str, float] = RANDOM) -> Path:
+    path = tmp_path / "random_scores.csv"
+    rows = ["env_id,episodes,mean_return,std,seed", *(f"{e},100,{v},1.0,0" for e, v in scores.items())]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_write_aggregate_and_the_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dirs = write_scores(
+        tmp_path,
+        {
+            "A": {"CartPole-v1": [0.5, 0.7], "Acrobot-v1": [0.5]},
+            "B": {"CartPole-v1": [0.9, 1.0], "Acrobot-v1": [1.1]},
+        },
+    )
+    scores = write_csv(tmp_path)
+    assert read_random_scores(scores) == RANDOM
+    args = [
+        "aggregate",
+        *map(str, dirs),
+        "--scores",
+        str(scores),
+        "--out",
+        str(tmp_path / "out"),
+        "--reps",
+        "50",
+    ]
+    assert main(args) == 0
+    names = {Path(line).name for line in capsys.readouterr().out.split()}
+    assert names == {
+        "aggregate.md",
+        "aggregate.csv",
+        "normalized_scores.csv",
+        "aggregate_iqm.png",
+        "performance_profiles.png",
+        "sample_efficiency.png",
+    }
+    with open(tmp_path / "out" / "aggregate.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert {row["statistic"] for row in rows} == {"iqm", "profile", "efficiency", "improvement"}
+    (improvement,) = [row for row in rows if row["statistic"] == "improvement" and row["label"] == "B"]
+    assert improvement["other"] == "A" and float(improvement["estimate"]) == 1.0
+    with open(tmp_path / "out" / "normalized_scores.csv", newline="") as file:
+        runs = list(csv.DictReader(file))
+    assert len(runs) == 6 and float(runs[0]["normalized_score"]) == pytest.approx(0.5)
+    before = (tmp_path / "out" / "aggregate.md").read_text()
+    assert main(args) == 0 and (tmp_path / "out" / "aggregate.md").read_text() == before  # deterministic
+
+
+@pytest.mark.parametrize(
+    ("case", "match"),
+    [
+        ("empty", r"empty: holds no finished run"),
+        ("no random score", r"Acrobot-v1 \(in .*\) has no random score"),
+        ("no threshold", r"CartPole-v1 \(in .*\) has runs without a success threshold"),
+        ("two folders", r"CartPole-v1 has runs in both"),
+        ("bad csv", r"line 2: mean_return 'x' is not a number"),
+    ],
+)
+def test_errors_name_the_folder_or_env(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, match: str
+) -> None:
+    dirs = write_scores(tmp_path, {"A": {"CartPole-v1": [0.5], "Acrobot-v1": [0.5]}})
+    scores = write_csv(tmp_path)
+    if case == "empty":
+        (tmp_path / "empty").mkdir()
+        dirs.append(tmp_path / "empty")
+    elif case == "no random score":
+        scores = write_csv(tmp_path, {"CartPole-v1": 20.0})
+    elif case == "no threshold":
+        write_run(tmp_path, "CartPole-v1", "A", 1, [0.0], with_threshold=False)
+    elif case == "two folders":
+        write_run(tmp_path, "CartPole-v1", "A", 0, [0.0])
+        other = tmp_path / "other"
+        write_run(other, "CartPole-v1", "A", 0, [0.0])
+        dirs.append(other / "cartpole-v1")
+    else:
+        scores.write_text("env_id,mean_return\nCartPole-v1,x\n")
+    with pytest.raises(ValueError, match=match):
+        write_aggregate(dirs, scores, tmp_path / "out", reps=10)
+    args = ["aggregate", *map(str, dirs), "--scores", str(scores), "--out", str(tmp_path / "out")]
+    assert main(args) == EXIT_INVALID
+    assert "rlrelax aggregate: error:" in capsys.readouterr().err
