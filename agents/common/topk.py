@@ -160,7 +160,7 @@ class TopKLayout(ChoiceLayout):
         :param action_space: a slate space ``MultiDiscrete([N] * k)``, ``k <= N`` (else a ``ValueError``)
         :return: its layout
         """
-        return cls(*check_topk_action_space(action_space, cls.__name__))
+        return cls(*check_topk_action_space(action_space, "TopKPolicy"))
 
     @property
     def n_joint_actions(self) -> int:
@@ -216,9 +216,11 @@ class TopKLayout(ChoiceLayout):
 
         :param actions: item indices, shape ``(..., k)``
         :param dtype: the floating dtype of the result
-        :return: shape ``(..., n_items)``
+        :return: the indicator of the items shown, shape ``(..., n_items)`` (a repeated item, which the policy
+            never draws, is shown once, as ``rlrelax/Slate-v0`` shows it)
         """
-        return F.one_hot(actions.long(), self.n_items).sum(dim=-2).to(dtype)
+        shown = th.zeros((*actions.shape[:-1], self.n_items), dtype=dtype, device=actions.device)
+        return shown.scatter_(-1, actions.long(), 1.0)
 
     def joint_actions(
         self, device: th.device | str | None = None, limit: int = MAX_ENUMERATED_ACTIONS

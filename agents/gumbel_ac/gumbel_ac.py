@@ -8,6 +8,7 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
@@ -21,6 +22,7 @@ from rlrelax.agents.common import (
     ActorGradientDraws,
     ChoiceLayout,
     FactorisedSpace,
+    TopKLayout,
     check_factorised_action_space,
     check_munchausen,
     check_soft_critic_arguments,
@@ -34,7 +36,14 @@ from rlrelax.agents.common import (
     soft_bellman_backup,
     soft_bellman_target,
 )
-from rlrelax.agents.gumbel_ac.policies import CRITIC_INPUTS, Actor, DiscreteCritic, GumbelACPolicy, MlpPolicy
+from rlrelax.agents.gumbel_ac.policies import (
+    CRITIC_INPUTS,
+    Actor,
+    DiscreteCritic,
+    GumbelACPolicy,
+    MlpPolicy,
+    TopKPolicy,
+)
 from rlrelax.estimators import ESTIMATORS
 
 SelfGumbelAC = TypeVar("SelfGumbelAC", bound="GumbelAC")
@@ -117,7 +126,20 @@ class GumbelAC(OffPolicyAlgorithm):
     ``Discrete`` only; ``"auto"`` (their default) picks them for ``Discrete`` and ``"concat"``/``"policy"``
     otherwise.
 
-    :param policy: The policy model to use (``"MlpPolicy"`` or a :class:`GumbelACPolicy` subclass)
+    With ``"TopKPolicy"`` (:class:`~rlrelax.agents.gumbel_ac.policies.TopKPolicy`) a
+    ``MultiDiscrete([N] * k)`` action is a slate of ``k`` distinct items: the actor has ``N`` logits and draws
+    by Gumbel-top-k (Kool, van Hoof and Welling, 2019, "Stochastic Beams and Where to Find Them"), the critics
+    read the slate's k-hot (its order ignored), ``"gumbel_softmax"`` relaxes a sample to
+    ``soft_topk(l + G, k, temperature)`` and ``"straight_through"`` feeds its exact k-hot with that gradient
+    (Xie and Ermon, 2019, "Reparameterizable Subset Sampling via Continuous Relaxations"),
+    ``"score_function"`` uses the Plackett-Luce log-probability with the leave-one-out baseline, ``"exact"``
+    enumerates the ordered slates (up to :data:`rlrelax.agents.common.MAX_ENUMERATED_ACTIONS`), and
+    ``"gumbel_rao"`` is refused; the entropy terms (actor loss, next soft value, ``"auto"`` alpha) are the
+    slate's, of ``N! / (N - k)!`` ordered slates, as :class:`rlrelax.agents.common.TopKLayout` computes them.
+    The warm-up's random actions are uniform slates of distinct items.
+
+    :param policy: The policy model to use (``"MlpPolicy"``, ``"TopKPolicy"`` for slates, or a
+        :class:`GumbelACPolicy` subclass)
     :param env: The environment to learn from (if registered in Gym, can be str); see the supported action
         spaces above
     :param learning_rate: Adam's learning rate (actor, critics, alpha), a float or a schedule; 2e-3 decayed
@@ -167,7 +189,7 @@ class GumbelAC(OffPolicyAlgorithm):
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy, "TopKPolicy": TopKPolicy}
 
     policy: GumbelACPolicy
     actor: Actor
@@ -257,7 +279,8 @@ class GumbelAC(OffPolicyAlgorithm):
         )
         if self.env is not None:  # None only while SB3's load() rebuilds a model, with its saved spaces
             space = check_factorised_action_space(self.action_space, type(self).__name__)
-            layout = ChoiceLayout.of(space)
+            top_k = issubclass(self.policy_class, GumbelACPolicy) and self.policy_class.top_k
+            layout = TopKLayout.of(space) if top_k else ChoiceLayout.of(space)
             resolve_target_entropy(target_entropy, layout.n_joint_actions, ent_coef_auto)
             critic_input, next_value = _settings_for_space(
                 space,
@@ -295,7 +318,8 @@ class GumbelAC(OffPolicyAlgorithm):
         self._create_aliases()
         # Derived here, not in __init__: SB3's load() restores the arguments without calling __init__.
         self._ent_coef_auto, initial_ent_coef = parse_ent_coef(self.ent_coef)
-        self._layout = ChoiceLayout.of(check_factorised_action_space(self.action_space, type(self).__name__))
+        check_factorised_action_space(self.action_space, type(self).__name__)
+        self._layout = self.actor.layout
         self._target_entropy = resolve_target_entropy(
             self.target_entropy, self._layout.n_joint_actions, self._ent_coef_auto
         )
@@ -312,6 +336,21 @@ class GumbelAC(OffPolicyAlgorithm):
             self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.lr_schedule(1))
         else:
             self.ent_coef_tensor = th.tensor(initial_ent_coef, device=self.device)
+
+    def _sample_action(
+        self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.num_timesteps < learning_starts and isinstance(self._layout, TopKLayout):
+            # The space's own sample() may repeat an item: a slate that the policy never draws and whose
+            # log-probability (the Munchausen term's) is undefined. Uniform slates of distinct items instead,
+            # from the space's generator, which SB3 seeds.
+            generator = self.action_space.np_random
+            layout = self._layout
+            action = np.stack(
+                [generator.choice(layout.n_items, layout.k, replace=False) for _ in range(n_envs)]
+            )
+            return action, action
+        return super()._sample_action(learning_starts, action_noise, n_envs)
 
     def _create_aliases(self) -> None:
         self.actor = self.policy.actor
@@ -688,6 +727,12 @@ def _settings_for_space(
             f"estimator={estimator!r} enumerates the joint actions: {space!r} has {layout.n_joint_actions}, "
             f"more than {MAX_ENUMERATED_ACTIONS}; use a sampling estimator such as 'gumbel_rao' or "
             "'score_function'"
+        )
+    if isinstance(layout, TopKLayout) and estimator == "gumbel_rao":
+        raise ValueError(
+            f"estimator='gumbel_rao' is not available for slates ({space!r}): it needs Gumbel noise "
+            "conditioned on the sampled top-k; use 'gumbel_softmax', 'straight_through', 'score_function' or "
+            "'exact'"
         )
     if estimator == "score_function" and n_samples < 2:
         raise ValueError(

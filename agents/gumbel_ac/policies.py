@@ -1,10 +1,11 @@
 """Policies for :class:`~rlrelax.agents.gumbel_ac.GumbelAC`: a categorical actor and twin discrete critics.
 
 Both read the action space through :class:`rlrelax.agents.common.ChoiceLayout`: one categorical choice for
-``Discrete``, several for a ``MultiDiscrete`` and one Bernoulli bit each for a ``MultiBinary`` space.
+``Discrete``, several for a ``MultiDiscrete`` and one Bernoulli bit each for a ``MultiBinary`` space; or,
+under :class:`TopKPolicy`, through :class:`rlrelax.agents.common.TopKLayout`: a slate of distinct items.
 """
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch as th
 from gymnasium import spaces
@@ -19,7 +20,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 from torch.nn import functional as F
 
-from rlrelax.agents.common import ChoiceLayout, FactorisedSpace
+from rlrelax.agents.common import ChoiceLayout, FactorisedSpace, TopKLayout
 
 CriticInput = Literal["mixture", "concat"]
 CRITIC_INPUTS: tuple[str, ...] = ("mixture", "concat")
@@ -40,6 +41,8 @@ class Actor(BasePolicy):
     :param features_dim: Number of features
     :param activation_fn: Activation function
     :param normalize_images: Whether to normalize images or not, dividing by 255.0
+    :param top_k: Whether a ``MultiDiscrete([N] * k)`` action is a slate of ``k`` distinct items, one logit
+        per item (:class:`rlrelax.agents.common.TopKLayout`), rather than ``k`` independent choices
     """
 
     action_space: FactorisedSpace
@@ -53,6 +56,7 @@ class Actor(BasePolicy):
         features_dim: int,
         activation_fn: type[nn.Module] = nn.ReLU,
         normalize_images: bool = True,
+        top_k: bool = False,
     ) -> None:
         super().__init__(
             observation_space,
@@ -63,7 +67,8 @@ class Actor(BasePolicy):
         self.net_arch = net_arch
         self.features_dim = features_dim
         self.activation_fn = activation_fn
-        self.layout = ChoiceLayout.of(action_space)
+        self.top_k = top_k
+        self.layout = TopKLayout.of(action_space) if top_k else ChoiceLayout.of(action_space)
         self.discrete = isinstance(action_space, spaces.Discrete)
         self.logits_net = nn.Sequential(*create_mlp(features_dim, self.layout.width, net_arch, activation_fn))
 
@@ -75,6 +80,7 @@ class Actor(BasePolicy):
                 features_dim=self.features_dim,
                 activation_fn=self.activation_fn,
                 features_extractor=self.features_extractor,
+                top_k=self.top_k,
             )
         )
         return data
@@ -89,7 +95,8 @@ class Actor(BasePolicy):
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         logits = self(observation)
         if not self.discrete:
-            # Several choices: each its own argmax, or a Gumbel-max draw from the global torch RNG.
+            # Several choices: each its own argmax, or a Gumbel-max draw from the global torch RNG (a slate:
+            # the top-k logits, or a Gumbel-top-k draw).
             return self.layout.mode(logits) if deterministic else self.layout.sample(logits, 1)[0]
         if deterministic:
             return logits.argmax(dim=-1)
@@ -172,6 +179,8 @@ class DiscreteCritic(BaseModel):
     :param share_features_extractor: Whether the features extractor is the actor's (then the critic loss
         does not train it)
     :param critic_input: ``"mixture"`` or ``"concat"``, see above
+    :param top_k: Whether a ``MultiDiscrete([N] * k)`` action is a slate, read as its k-hot over the ``N``
+        items (:meth:`rlrelax.agents.common.TopKLayout.encode`; ``"concat"`` only)
     """
 
     action_space: FactorisedSpace
@@ -189,6 +198,7 @@ class DiscreteCritic(BaseModel):
         n_critics: int = 2,
         share_features_extractor: bool = False,
         critic_input: CriticInput = "mixture",
+        top_k: bool = False,
     ) -> None:
         super().__init__(
             observation_space,
@@ -204,7 +214,7 @@ class DiscreteCritic(BaseModel):
                 f"critic_input='mixture' needs a Discrete action space, got {action_space!r}; "
                 "use critic_input='concat', whose critic reads the joint action"
             )
-        self.layout = ChoiceLayout.of(action_space)
+        self.layout = TopKLayout.of(action_space) if top_k else ChoiceLayout.of(action_space)
         # The width of an encoded action: |A| for Discrete (a one-hot), else one entry per actor logit.
         self.n_actions = self.layout.width
         self.share_features_extractor = share_features_extractor
@@ -297,6 +307,8 @@ class GumbelACPolicy(BasePolicy):
         :class:`DiscreteCritic`; ``"concat"`` for several choices); set through ``GumbelAC(critic_input=...)``
     """
 
+    #: Whether a ``MultiDiscrete([N] * k)`` action is a slate of distinct items (:class:`TopKPolicy`)
+    top_k: ClassVar[bool] = False
     action_space: FactorisedSpace
     actor: Actor
     critic: DiscreteCritic
@@ -346,6 +358,7 @@ class GumbelACPolicy(BasePolicy):
             "net_arch": actor_arch,
             "activation_fn": self.activation_fn,
             "normalize_images": normalize_images,
+            "top_k": self.top_k,
         }
         self.actor_kwargs = self.net_args.copy()
         self.critic_kwargs = self.net_args.copy()
@@ -423,6 +436,26 @@ class GumbelACPolicy(BasePolicy):
         self.actor.set_training_mode(mode)
         self.critic.set_training_mode(mode)
         self.training = mode
+
+
+class TopKPolicy(GumbelACPolicy):
+    """
+    GumbelAC's policy for slates: ``k`` distinct items out of ``N`` in a ``MultiDiscrete([N] * k)`` space.
+
+    The actor has one logit per item and draws a slate without replacement (the Plackett-Luce model, sampled
+    by Gumbel-top-k: Kool, van Hoof and Welling, 2019, "Stochastic Beams and Where to Find Them: The
+    Gumbel-Top-k Trick for Sampling Sequences Without Replacement"); ``predict(deterministic=True)`` gives the
+    ``k`` highest-logit items, highest first. The critics read a slate as its k-hot over the items, so they
+    value the set shown, not its order: right for environments whose reward ignores the order of the slots, as
+    ``rlrelax/Slate-v0``'s does. A relaxed slate is ``soft_topk(l + G, k, tau)``, a k-hot relaxed through the
+    same Gumbel noise that draws the sample (Xie and Ermon, 2019, "Reparameterizable Subset Sampling via
+    Continuous Relaxations"). See :class:`rlrelax.agents.common.TopKLayout` for every estimator; a space other
+    than a slate space is a ``ValueError`` naming it.
+
+    Selected by name: ``GumbelAC("TopKPolicy", env)``; its arguments are :class:`GumbelACPolicy`'s.
+    """
+
+    top_k = True
 
 
 MlpPolicy = GumbelACPolicy
