@@ -22,8 +22,12 @@ from stable_baselines3.common.env_checker import check_env
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from rlrelax.agents import REINFORCE
-from rlrelax.agents.common import PlackettLuceDistribution
+from rlrelax.agents import REINFORCE, GumbelAC
+from rlrelax.agents.common import (
+    MAX_ENUMERATED_NEXT_ACTIONS,
+    PlackettLuceDistribution,
+    TopKLayout,
+)
 
 N_CONTEXTS, N_ITEMS, K = 3, 6, 2
 
@@ -65,7 +69,10 @@ def contexts() -> np.ndarray:
 
 
 # Small settings so that each agent trains (not only collects) within a few hundred steps.
-FAST: dict[type[BaseAlgorithm], dict[str, Any]] = {REINFORCE: {"n_episodes": 4}}
+FAST: dict[type[BaseAlgorithm], dict[str, Any]] = {
+    REINFORCE: {"n_episodes": 4},
+    GumbelAC: {"learning_starts": 64, "batch_size": 32, "buffer_size": 2_000},
+}
 
 
 # --- the Plackett-Luce distribution, against enumeration ------------------------------------------------
@@ -126,6 +133,129 @@ def test_mode_is_the_top_k_in_order_and_entropy_is_the_first_draws() -> None:
     # A lower bound of the slate's entropy.
     slate_entropy = -sum(p * p.log() for p in sequential_probabilities(logits.double(), 3).values())
     assert float(first) < float(slate_entropy)
+
+
+# --- TopKLayout, GumbelAC's view of a slate ------------------------------------------------------------
+
+
+def enumerated_entropy(logits: torch.Tensor, k: int) -> torch.Tensor:
+    probabilities = torch.stack(list(sequential_probabilities(logits, k).values()))
+    return -(probabilities * probabilities.log()).sum(0)
+
+
+def test_layout_counts_ordered_slates_and_encodes_the_set_shown() -> None:
+    layout = TopKLayout.of(spaces.MultiDiscrete([5, 5, 5]))
+    assert (layout.width, layout.k, layout.n_joint_actions) == (5, 3, 60)
+    slates = layout.joint_actions()
+    assert slates.shape == (60, 3) and len({tuple(slate) for slate in slates.tolist()}) == 60
+    encoded = layout.encode(torch.tensor([[4.0, 0.0, 2.0], [2.0, 0.0, 4.0]]))
+    torch.testing.assert_close(encoded, torch.tensor([[1.0, 0.0, 1.0, 0.0, 1.0]] * 2))
+    logits = torch.randn(2, 5)
+    assert layout.mode(logits).tolist() == logits.topk(3).indices.tolist()
+
+
+@pytest.mark.parametrize(("n_items", "k"), [(5, 2), (7, 3)])
+def test_layout_entropy_is_the_slates_exact_or_unbiased(n_items: int, k: int) -> None:
+    """Exact by enumeration up to 64 ordered slates (5 x 4); beyond (7 x 6 x 5), unbiased in value and
+    gradient."""
+    layout = TopKLayout(n_items, k)
+    torch.manual_seed(0)
+    logits = torch.randn(n_items, dtype=torch.float64, requires_grad=True)
+    exact = enumerated_entropy(logits, k)
+    (exact_gradient,) = torch.autograd.grad(exact, logits)
+    if layout.n_joint_actions <= MAX_ENUMERATED_NEXT_ACTIONS:
+        estimate = layout.entropy(logits.unsqueeze(0))
+        torch.testing.assert_close(estimate, exact.detach().unsqueeze(0))
+        torch.testing.assert_close(torch.autograd.grad(estimate.sum(), logits)[0], exact_gradient)
+        return
+    n_states = 4_000
+    # One leaf row per state, so one backward pass gives each state's gradient.
+    states = logits.detach().expand(n_states, -1).clone().requires_grad_(True)
+    estimates = layout.entropy(states)
+    (per_state,) = torch.autograd.grad(estimates.sum(), states)
+    estimates = estimates.detach()
+    # Each state's estimate averages its own draws; their spread across states bounds the mean's error.
+    assert abs(float(estimates.mean()) - float(exact.detach())) <= 5 * float(estimates.std()) / math.sqrt(
+        n_states
+    )
+    error = (per_state.mean(0) - exact_gradient).abs()
+    assert bool((error <= 5 * per_state.std(0) / math.sqrt(n_states)).all()), error
+
+
+@pytest.mark.parametrize("estimator", ["gumbel_softmax", "straight_through"])
+def test_relaxed_slates_are_the_relaxed_k_hot_of_the_sample(estimator: str) -> None:
+    layout = TopKLayout(6, 2)
+    logits = torch.randn(3, 6, requires_grad=True)
+    relaxed = layout.relaxed_actions(
+        logits, estimator, n_samples=5, tau=0.5, n_rao_samples=1, generator=torch.Generator().manual_seed(4)
+    )
+    samples = layout.sample(logits, 5, generator=torch.Generator().manual_seed(4))
+    assert relaxed.shape == (5, 3, 6)
+    torch.testing.assert_close(relaxed.sum(-1), torch.full((5, 3), 2.0))
+    if estimator == "straight_through":
+        torch.testing.assert_close(relaxed, layout.encode(samples))
+    else:
+        # The soft mask's largest entries are the sampled items.
+        assert (relaxed.topk(2).indices.sort(-1).values == samples.sort(-1).values).all()
+    (gradient,) = torch.autograd.grad((relaxed * torch.arange(6.0)).sum(), logits)
+    assert gradient.abs().sum() > 0
+
+
+def test_score_function_surrogate_is_unbiased_against_exact() -> None:
+    layout = TopKLayout(4, 2)
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(4, dtype=torch.float64)
+
+    def f(slates: torch.Tensor) -> torch.Tensor:
+        return (slates * weights).sum(-1) ** 2
+
+    options: dict[str, Any] = {"tau": 1.0, "n_rao_samples": 1}
+    exact = layout.surrogate(logits, f, "exact", n_samples=1, **options)
+    reference = sum(
+        p * f(layout.encode(torch.tensor(slate))) for slate, p in sequential_probabilities(logits, 2).items()
+    )
+    torch.testing.assert_close(exact, reference.sum())
+    (exact_gradient,) = torch.autograd.grad(exact, logits)
+    estimate = layout.surrogate(logits, f, "score_function", n_samples=20_000, **options)
+    (gradient,) = torch.autograd.grad(estimate, logits)
+    torch.testing.assert_close(gradient, exact_gradient, atol=0.05, rtol=0.0)
+
+
+def test_gumbel_rao_is_refused_for_slates() -> None:
+    with pytest.raises(ValueError, match=r"gumbel_rao.*not available for slates"):
+        GumbelAC("TopKPolicy", make_env(), estimator="gumbel_rao")
+    with pytest.raises(ValueError, match="'gumbel_softmax' or 'straight_through' to relax a slate"):
+        TopKLayout(4, 2).relaxed_actions(torch.zeros(4), "gumbel_rao", n_samples=1, tau=1.0, n_rao_samples=1)
+
+
+def test_exact_is_refused_for_too_many_slates() -> None:
+    env = TopKBandit()
+    env.action_space = spaces.MultiDiscrete([20] * 3)  # 6840 ordered slates
+    with pytest.raises(ValueError, match="6840"):
+        GumbelAC("TopKPolicy", env, estimator="exact")
+
+
+def test_gumbel_ac_topk_actor_and_critic_read_n_items() -> None:
+    model = GumbelAC("TopKPolicy", make_env(), seed=0, **FAST[GumbelAC])
+    assert isinstance(model._layout, TopKLayout)
+    assert model.actor.logits_net[-1].out_features == N_ITEMS
+    assert model.critic.n_actions == N_ITEMS
+    assert (model.critic_input, model.next_value) == ("concat", "policy")
+    # The warm-up's random slates hold distinct items, as the policy's do.
+    model.learn(100)
+    assert model.replay_buffer is not None
+    stored = model.replay_buffer.actions[: model.replay_buffer.pos, 0]
+    assert all(len(set(slate.tolist())) == K for slate in stored)
+
+
+@pytest.mark.parametrize("estimator", ["gumbel_softmax", "straight_through", "score_function", "exact"])
+def test_every_estimator_trains_on_slates(estimator: str) -> None:
+    model = GumbelAC("TopKPolicy", make_env(), seed=0, estimator=estimator, **FAST[GumbelAC])
+    before = {name: value.clone() for name, value in model.actor.state_dict().items()}
+    model.learn(150)
+    assert any(not torch.equal(before[name], value) for name, value in model.actor.state_dict().items())
+    assert all(torch.isfinite(value).all() for value in model.policy.state_dict().values())
 
 
 # --- REINFORCE("TopKPolicy") ---------------------------------------------------------------------------
@@ -217,8 +347,12 @@ def test_other_action_spaces_are_refused_with_their_name(
         agent("TopKPolicy", env)
 
 
+# --- both agents ---------------------------------------------------------------------------------------
+
+
 LEARNERS: dict[str, tuple[type[BaseAlgorithm], dict[str, Any], int]] = {
     "REINFORCE": (REINFORCE, {"n_episodes": 16, "baseline": "leave_one_out"}, 3_000),
+    "GumbelAC": (GumbelAC, {"learning_starts": 100, "train_freq": 1, "batch_size": 64}, 600),
 }
 
 
