@@ -45,6 +45,7 @@ __all__ = [
     "PROGRESS_FILE",
     "RESULT_FILE",
     "RUN_FILES",
+    "VECNORMALIZE_FILE",
     "DamagedRunError",
     "ExperimentLockedError",
     "FinishedRun",
@@ -72,10 +73,13 @@ EVALUATIONS_FILE = "evaluations.npz"
 PROGRESS_FILE = "progress.csv"
 MODEL_FILE = "model.zip"
 GRADIENT_STATS_FILE = "gradient_stats.csv"
+#: The ``VecNormalize`` statistics of an agent that normalises, next to its model: SB3's ``VecNormalize.save``
+#: format, read back with ``VecNormalize.load(path, venv)``.
+VECNORMALIZE_FILE = "vecnormalize.pkl"
 LOCK_FILE = ".lock"
 #: The files of every finished run besides ``result.json``, which lists each with its size and SHA-256.
 #: A run whose config asks for gradient diagnostics (a ``"diagnostics"`` table) also has
-#: :data:`GRADIENT_STATS_FILE`.
+#: :data:`GRADIENT_STATS_FILE`, and one that normalises (a ``"normalize"`` key) :data:`VECNORMALIZE_FILE`.
 RUN_FILES = (CONFIG_FILE, EVALUATIONS_FILE, PROGRESS_FILE, MODEL_FILE)
 #: The columns of :data:`GRADIENT_STATS_FILE`, one row per measurement: the env steps, then the statistics of
 #: :func:`rlrelax.callbacks.gradient_statistics` with their standard errors, and the measurement's seconds.
@@ -392,6 +396,9 @@ def read_finished_run(folder: Path) -> tuple[dict[str, Any], RunResult]:
     config = _read_object(folder, folder / CONFIG_FILE)
     if asks_for_diagnostics(config):
         _require_listed(folder, listed, [GRADIENT_STATS_FILE])
+    run = config.get("run")
+    if isinstance(run, dict) and run.get("normalize") is not None:
+        _require_listed(folder, listed, [VECNORMALIZE_FILE])
     return config, result
 
 

@@ -29,6 +29,7 @@ from rlrelax.compare.store import (
     ERROR_FILE,
     GRADIENT_STATS_FILE,
     MODEL_FILE,
+    VECNORMALIZE_FILE,
     RunFolder,
     RunFolderBusyError,
     RunFolderLostError,
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 __all__ = [
-    "VECNORMALIZE_FILE",
     "RunOutcome",
     "execute_run",
     "execute_run_in_memory",
@@ -58,9 +58,6 @@ _PACKAGES = ("rlrelax", "stable-baselines3", "torch", "gymnasium", "numpy")
 MAX_EVAL_ENVS = 16
 #: The exit status of a worker process that ended because its runner had ended.
 EXIT_ORPHANED = 1
-#: The run file holding the ``VecNormalize`` statistics of an agent that normalises, next to its model: SB3's
-#: ``VecNormalize.save`` format, read back with ``VecNormalize.load(path, venv)``.
-VECNORMALIZE_FILE = "vecnormalize.pkl"
 
 
 @dataclass(frozen=True)

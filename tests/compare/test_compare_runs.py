@@ -22,6 +22,7 @@ from rlrelax._platform import cpu_model
 from rlrelax.cli import EXIT_BUSY, EXIT_FAILED, EXIT_INVALID, main
 from rlrelax.compare import (
     CompareResult,
+    DamagedRunError,
     ExperimentLockedError,
     Spec,
     execute_run,
@@ -525,3 +526,8 @@ def test_normalize_saves_the_statistics_and_evaluates_with_the_training_ones(tmp
     # The evaluation during training saw the observations normalised with the training env's final
     # statistics, and recorded the env's own (unnormalised) returns.
     np.testing.assert_array_equal(finished.returns[-1], returns)
+    # A result.json that leaves the statistics out is damaged: the run cannot be evaluated again without them.
+    del result["files"]["vecnormalize.pkl"]
+    (folder / "result.json").write_text(json.dumps(result))
+    with pytest.raises(DamagedRunError, match=r"does not list the run's file\(s\) \['vecnormalize.pkl'\]"):
+        finished_runs(tmp_path / "norm")
