@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from rlrelax._validation import check_int
-from rlrelax.compare.stats import Interval, iqm
+from rlrelax.compare.stats import Interval, beat_probability, iqm, percentile_interval
 from rlrelax.compare.store import FinishedRun, finished_runs
 
 __all__ = [
@@ -94,12 +94,6 @@ def normalized_score(value: np.ndarray | float, random: float, threshold: float)
     if not threshold > random:
         raise ValueError(f"the threshold ({threshold}) must be above the random score ({random})")
     return (np.asarray(value, dtype=np.float64) - random) / (threshold - random)
-
-
-def _percentiles(samples: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    tail = 100.0 * (1.0 - confidence) / 2.0
-    low, high = np.percentile(samples, [tail, 100.0 - tail], axis=0)
-    return low, high
 
 
 def _stratified(groups: Sequence[np.ndarray], reps: int, rng: np.random.Generator) -> np.ndarray:
@@ -206,7 +200,7 @@ def _iqm_with_band(groups: Sequence[np.ndarray], reps: int, confidence: float, s
     pooled = np.concatenate(groups)
     undefined = np.isnan(pooled).any(axis=0)
     samples = _stratified(groups, reps, np.random.default_rng(seed))
-    low, high = _percentiles(iqm(samples, axis=1), confidence)
+    low, high = percentile_interval(iqm(samples, axis=1), confidence)
     estimate = iqm(pooled, axis=0)
     return (
         np.where(undefined, np.nan, estimate),
@@ -220,15 +214,8 @@ def _profile(
 ) -> Curve:
     """The fraction of runs with a score above each tau, with a stratified-bootstrap band."""
     samples = _stratified(groups, reps, np.random.default_rng(seed))
-    low, high = _percentiles((samples[..., None] > taus).mean(axis=1), confidence)
+    low, high = percentile_interval((samples[..., None] > taus).mean(axis=1), confidence)
     return (np.concatenate(groups)[:, None] > taus).mean(axis=0), low, high
-
-
-def _beats(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """P(X > Y) of the runs along the last axes: the Mann-Whitney U statistic over ``n_x * n_y``, ties
-    counting one half: :func:`~rlrelax.compare.stats.probability_of_improvement`'s definition, batched."""
-    diff = x[..., :, None] - y[..., None, :]
-    return ((diff > 0) + 0.5 * (diff == 0)).mean(axis=(-2, -1))
 
 
 def _improvement(
@@ -240,11 +227,11 @@ def _improvement(
     rng = np.random.default_rng(seed)
     samples = np.zeros(reps)
     for a, b in zip(x, y, strict=True):
-        samples += _beats(
+        samples += beat_probability(
             a[rng.integers(0, a.size, size=(reps, a.size))], b[rng.integers(0, b.size, size=(reps, b.size))]
         )
-    low, high = _percentiles(samples / len(x), confidence)
-    estimate = np.mean([_beats(a, b) for a, b in zip(x, y, strict=True)])
+    low, high = percentile_interval(samples / len(x), confidence)
+    estimate = np.mean([beat_probability(a, b) for a, b in zip(x, y, strict=True)])
     return float(estimate), float(low), float(high)
 
 

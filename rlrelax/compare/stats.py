@@ -21,10 +21,12 @@ from rlrelax._validation import check_int
 
 __all__ = [
     "Interval",
+    "beat_probability",
     "bootstrap_interval",
     "iqm",
     "iqm_curve",
     "median_steps",
+    "percentile_interval",
     "probability_of_improvement",
     "steps_to_threshold",
 ]
@@ -58,7 +60,13 @@ def _check(confidence: float, reps: int) -> None:
     check_int(reps, "reps", minimum=1)
 
 
-def _percentiles(samples: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+def percentile_interval(samples: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """The percentile interval of bootstrap replications along their first axis.
+
+    :param samples: the statistic of each replication, shape ``(reps, ...)``
+    :param confidence: the interval's coverage, in (0, 1)
+    :return: the lower and upper ends, each of shape ``samples.shape[1:]``
+    """
     tail = 100.0 * (1.0 - confidence) / 2.0
     low, high = np.percentile(samples, [tail, 100.0 - tail], axis=0)
     return low, high
@@ -94,7 +102,7 @@ def bootstrap_interval(
     rng = np.random.default_rng(seed)
     index = rng.integers(0, n_runs, size=(reps, n_runs, n_tasks))
     samples = statistic(np.take_along_axis(np.broadcast_to(table, (reps, n_runs, n_tasks)), index, axis=1))
-    low, high = _percentiles(samples, confidence)
+    low, high = percentile_interval(samples, confidence)
     return float(statistic(table[None])[0]), float(low), float(high)
 
 
@@ -116,8 +124,20 @@ def iqm_curve(
     table = np.asarray(scores, dtype=np.float64)
     rng = np.random.default_rng(seed)
     index = rng.integers(0, table.shape[0], size=(reps, table.shape[0]))
-    low, high = _percentiles(iqm(table[index], axis=1), confidence)
+    low, high = percentile_interval(iqm(table[index], axis=1), confidence)
     return iqm(table, axis=0), low, high
+
+
+def beat_probability(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """P(X > Y) of the runs along the last axes: the Mann-Whitney U statistic over ``n_x * n_y``, ties
+    counting one half; batched over any leading axes (bootstrap replications).
+
+    :param x: scores of X's runs, shape ``(..., n_x)``
+    :param y: scores of Y's runs, shape ``(..., n_y)``, the same leading shape
+    :return: shape of the leading axes
+    """
+    diff = x[..., :, None] - y[..., None, :]
+    return ((diff > 0) + 0.5 * (diff == 0)).mean(axis=(-2, -1))
 
 
 def probability_of_improvement(
@@ -141,16 +161,12 @@ def probability_of_improvement(
     if a.size == 0 or b.size == 0:
         raise ValueError("probability_of_improvement needs at least one run of each")
 
-    def beats(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-        diff = p[..., :, None] - q[..., None, :]
-        return ((diff > 0) + 0.5 * (diff == 0)).mean(axis=(-2, -1))
-
     rng = np.random.default_rng(seed)
-    samples = beats(
+    samples = beat_probability(
         a[rng.integers(0, a.size, size=(reps, a.size))], b[rng.integers(0, b.size, size=(reps, b.size))]
     )
-    low, high = _percentiles(samples, confidence)
-    return float(beats(a, b)), float(low), float(high)
+    low, high = percentile_interval(samples, confidence)
+    return float(beat_probability(a, b)), float(low), float(high)
 
 
 def steps_to_threshold(
