@@ -725,7 +725,7 @@ def _settings_for_space(
     ):
         raise ValueError(
             f"estimator={estimator!r} enumerates the joint actions: {space!r} has {layout.n_joint_actions}, "
-            f"more than {MAX_ENUMERATED_ACTIONS}; use a sampling estimator such as 'gumbel_rao' or "
+            f"more than {MAX_ENUMERATED_ACTIONS}; use a sampling estimator such as 'gumbel_softmax' or "
             "'score_function'"
         )
     if isinstance(layout, TopKLayout) and estimator == "gumbel_rao":
