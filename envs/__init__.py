@@ -9,6 +9,9 @@ This folder installs as ``rlrelax.envs``. Importing it registers:
 - ``rlrelax/CategoricalBandit-v0``: :class:`CategoricalBanditEnv`, a K-armed Gaussian bandit with known means.
 - ``rlrelax/Slate-v0``: :class:`SlateEnv`, a top-k recommendation MDP (a slate of k items out of N each step,
   ``MultiDiscrete([N] * k)``) whose user's interests drift with what they click, after RecSim and SlateQ.
+- ``rlrelax/DiscretePendulum-v1``: Pendulum-v1 through ``DiscretizeAction(bins=21)``, ``Discrete(21)``.
+- ``rlrelax/DiscreteLunarLanderContinuous-v3``: LunarLanderContinuous-v3 through
+  ``DiscretizeAction(bins=11)``, ``MultiDiscrete([11, 11])`` (needs Box2D when made, not when registered).
 
 :class:`CartPoleVecEnv` is the Stable-Baselines3 ``VecEnv`` adapter of the torch CartPole and
 :func:`cartpole_step` its differentiable step for relaxed actions. :class:`DiscretizeAction` wraps a
@@ -48,6 +51,8 @@ ENV_IDS: tuple[str, ...] = (
     "rlrelax/BinaryTarget-v0",
     "rlrelax/CategoricalBandit-v0",
     "rlrelax/Slate-v0",
+    "rlrelax/DiscretePendulum-v1",
+    "rlrelax/DiscreteLunarLanderContinuous-v3",
 )
 """Every id this package registers."""
 
@@ -69,3 +74,18 @@ if "rlrelax/CartPole-v1" not in gymnasium.registry:
         max_episode_steps=1,
     )
     gymnasium.register(id="rlrelax/Slate-v0", entry_point="rlrelax.envs.slate:SlateEnv", max_episode_steps=50)
+    # Continuous-control envs as discrete choices (the grids of Tang and Agrawal, 2020), so that specs can
+    # name them; the episode limit and success threshold are the base env's, read from its spec (no Box2D
+    # import).
+    for discrete_id, base_id, bins in (
+        ("rlrelax/DiscretePendulum-v1", "Pendulum-v1", 21),
+        ("rlrelax/DiscreteLunarLanderContinuous-v3", "LunarLanderContinuous-v3", 11),
+    ):
+        base = gymnasium.spec(base_id)
+        gymnasium.register(
+            id=discrete_id,
+            entry_point="rlrelax.envs.wrappers:make_discretized",
+            kwargs={"env_id": base_id, "bins": bins},
+            max_episode_steps=base.max_episode_steps,
+            reward_threshold=base.reward_threshold,
+        )

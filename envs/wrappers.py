@@ -71,3 +71,20 @@ class DiscretizeAction(gym.ActionWrapper[Any, Any, np.ndarray], gym.utils.Record
             raise ValueError(f"action must be in {self.action_space}, got {action!r}")
         choice = np.asarray(action, dtype=np.int64).reshape(-1)
         return self._values[choice, self._dims].astype(self._box.dtype).reshape(self._box.shape)
+
+
+def make_discretized(env_id: str, bins: int, **kwargs: Any) -> DiscretizeAction:
+    """The entry point of the ``rlrelax/Discrete...`` ids: ``env_id``'s env with :class:`DiscretizeAction`.
+
+    The base env is built by ``gymnasium.make`` (so Box2D is imported only now, when an env is made, not when
+    the ids are registered) and unwrapped: the registered id adds its own checker, order enforcing and time
+    limit (the base env's) around the discretized env, so none of them is applied twice.
+
+    :param env_id: the id of a continuous-control env with a bounded ``Box`` action space
+    :param bins: how many choices per dimension, as :class:`DiscretizeAction`'s
+    :param kwargs: keyword arguments of the base env, such as ``render_mode``
+    :return: the discretized env
+    """
+    if not isinstance(env_id, str):
+        raise TypeError(f"env_id must be a str, got {type(env_id).__name__}")
+    return DiscretizeAction(gym.make(env_id, **kwargs).unwrapped, bins)

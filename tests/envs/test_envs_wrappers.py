@@ -2,6 +2,8 @@
 
 import importlib.util
 import re
+import subprocess
+import sys
 import warnings
 from typing import Any
 
@@ -12,6 +14,10 @@ from gymnasium import spaces
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from rlrelax.envs import DiscretizeAction
+from rlrelax.envs.wrappers import make_discretized
+
+NO_BOX2D = importlib.util.find_spec("Box2D") is None
+BOX2D_REASON = "LunarLanderContinuous-v3 needs Box2D (pip install 'gymnasium[box2d]'), not installed here"
 
 
 class RecordingEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -79,11 +85,8 @@ def test_a_matrix_box_is_flattened_and_reshaped_back() -> None:
     np.testing.assert_array_equal(action, [[-1.0, 0.0], [1.0, 0.0]])
 
 
+@pytest.mark.skipif(NO_BOX2D, reason=BOX2D_REASON)
 def test_lunar_lander_continuous_gets_11_choices_per_engine() -> None:
-    if importlib.util.find_spec("Box2D") is None:
-        pytest.skip(
-            "LunarLanderContinuous-v3 needs Box2D (pip install 'gymnasium[box2d]'), not installed here"
-        )
     env = DiscretizeAction(gym.make("LunarLanderContinuous-v3"), bins=11)
     assert env.action_space == spaces.MultiDiscrete([11, 11])
     np.testing.assert_array_equal(env.action(np.array([0, 10])), [-1.0, 1.0])
@@ -120,3 +123,64 @@ def test_bad_arguments_raise_naming_the_value() -> None:
             DiscretizeAction(pendulum, bins=bad)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"env must be a gymnasium\.Env, got str"):
         DiscretizeAction("Pendulum-v1", bins=21)  # type: ignore[arg-type]
+
+
+# --- the registered ids: rlrelax/DiscretePendulum-v1, rlrelax/DiscreteLunarLanderContinuous-v3 ----------
+
+DISCRETIZED = {
+    # id: (base id, bins, action space)
+    "rlrelax/DiscretePendulum-v1": ("Pendulum-v1", 21, spaces.Discrete(21)),
+    "rlrelax/DiscreteLunarLanderContinuous-v3": (
+        "LunarLanderContinuous-v3",
+        11,
+        spaces.MultiDiscrete([11, 11]),
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "env_id",
+    [
+        pytest.param(
+            env_id, marks=[pytest.mark.skipif(NO_BOX2D, reason=BOX2D_REASON)] if "Lunar" in env_id else []
+        )
+        for env_id in DISCRETIZED
+    ],
+)
+def test_registered_ids_are_the_wrapped_base_env_with_its_limits(env_id: str) -> None:
+    base_id, bins, space = DISCRETIZED[env_id]
+    base = gym.spec(base_id)
+    env = gym.make(env_id)
+    assert env.action_space == space
+    assert env.spec is not None and env.spec.id == env_id
+    assert (env.spec.max_episode_steps, env.spec.reward_threshold) == (
+        base.max_episode_steps,
+        base.reward_threshold,
+    )
+    # One time limit, the base env's: the registration adds it, the entry point strips the base env's own.
+    chain = [env]
+    while isinstance(chain[-1], gym.Wrapper):
+        chain.append(chain[-1].env)
+    assert sum(isinstance(layer, gym.wrappers.TimeLimit) for layer in chain) == 1
+    # Stepping the id is stepping the base env through DiscretizeAction, to the last bit.
+    reference = DiscretizeAction(gym.make(base_id), bins)
+    env.action_space.seed(0)
+    choices = [env.action_space.sample() for _ in range(20)]
+    for made in (env, reference):
+        made.reset(seed=3)
+    for choice in choices:
+        np.testing.assert_array_equal(env.step(choice)[0], reference.step(choice)[0])
+    # The base env's keywords pass through make.
+    assert gym.make(env_id, render_mode="rgb_array").render_mode == "rgb_array"
+
+
+def test_registering_the_ids_does_not_import_box2d() -> None:
+    code = "import sys, rlrelax.envs; assert 'Box2D' not in sys.modules, 'Box2D imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_make_discretized_checks_its_arguments() -> None:
+    with pytest.raises(TypeError, match="env_id must be a str, got int"):
+        make_discretized(3, bins=21)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"needs a Box action space, got Discrete\(2\)"):
+        make_discretized("CartPole-v1", bins=5)
