@@ -1,0 +1,192 @@
+"""Probe a GumbelAC (or SoftQ) training run: what the actor, the critics and the replay buffer hold over time.
+
+    python experiments/tuning/gumbel_ac_probe.py Acrobot-v1 --seed 0 --steps 60000
+    python experiments/tuning/gumbel_ac_probe.py Acrobot-v1 --seed 0 --kwargs '{"ent_coef": "auto"}'
+    python experiments/tuning/gumbel_ac_probe.py Acrobot-v1 --seed 0 --agent SoftQ
+    python experiments/tuning/gumbel_ac_probe.py Acrobot-v1 --random-policies
+
+Every ``--every`` env steps it prints one JSON line: 5 evaluation episodes (env seeds 1000 + seed + i) acting
+greedily on the actor, sampling the actor, and greedily on the critics (the minimum of the twin critics; for
+SoftQ, its Q-network), and, on 2,000 replay states drawn with a fixed seed, the critic's mean and range of
+``Q``, its median action gap (best minus second best), the actor's median logit gap and mean entropy, how
+often the actor's and the critic's best actions agree, each action's share of the actor's greedy choices,
+the shares of the actions taken in the last 5,000 steps, the entropy coefficient, and how many transitions
+in the buffer earned more than the env's smallest reward (on Acrobot-v1: reached the goal). The probe draws
+from its own generators, so the training run is the same as without it. Used for the diagnosis in
+``experiments/tuning/gumbel_ac.md``.
+"""
+
+import argparse
+import json
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+
+from rlrelax.agents import GumbelAC, SoftQ
+
+
+def episode_returns(model: GumbelAC | SoftQ, env_id: str, seed: int, mode: str, episodes: int = 5) -> float:
+    """Mean return of ``episodes`` episodes acting in ``mode``: actor_greedy, actor_sample, critic_greedy."""
+    env = gym.make(env_id)
+    generator = th.Generator().manual_seed(seed)
+    returns = []
+    for episode in range(episodes):
+        observation, _ = env.reset(seed=1000 + seed + episode)
+        done, total = False, 0.0
+        while not done:
+            batch = th.as_tensor(observation[None], dtype=th.float32)
+            with th.no_grad():
+                if mode == "critic_greedy":
+                    values = (
+                        model.q_net(batch)
+                        if isinstance(model, SoftQ)
+                        else model.policy.critic(batch).min(0).values
+                    )
+                    action = int(values.argmax())
+                else:
+                    logits = model.policy.actor(batch)
+                    if mode == "actor_greedy":
+                        action = int(logits.argmax())
+                    else:
+                        action = int(th.multinomial(th.softmax(logits, -1), 1, generator=generator))
+            observation, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return float(np.mean(returns))
+
+
+def entropy_coefficient(model: GumbelAC | SoftQ) -> float:
+    """The entropy coefficient alpha now: SoftQ's policy holds it, GumbelAC's is fixed or learned."""
+    if isinstance(model, SoftQ):
+        return float(model.policy.ent_coef)
+    return float(model.ent_coef_tensor if model.log_ent_coef is None else model.log_ent_coef.detach().exp())
+
+
+class Probe(BaseCallback):
+    """Print the probe's JSON line every ``every`` env steps.
+
+    :param env_id: the env, for the evaluation episodes
+    :param seed: the run's seed
+    :param every: env steps between two probes
+    """
+
+    def __init__(self, env_id: str, seed: int, every: int) -> None:
+        super().__init__()
+        self.env_id, self.seed, self.every = env_id, seed, every
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps % self.every:
+            return True
+        model = self.model
+        assert isinstance(model, GumbelAC | SoftQ)
+        buffer = model.replay_buffer
+        assert buffer is not None
+        stored = buffer.buffer_size if buffer.full else buffer.pos
+        picks = np.random.default_rng(0).integers(0, stored, 2_000)
+        observations = th.as_tensor(buffer.observations[picks, 0], dtype=th.float32)
+        with th.no_grad():
+            if isinstance(model, SoftQ):
+                q_values = model.q_net(observations)
+                logits = q_values / float(model.policy.ent_coef)
+            else:
+                q_values = model.policy.critic(observations).min(0).values
+                logits = model.policy.actor(observations)
+        n_actions = q_values.shape[-1]
+        best_two = q_values.topk(2, dim=-1).values
+        logit_gaps = logits.topk(2, dim=-1).values
+        entropy = -(th.softmax(logits, -1) * th.log_softmax(logits, -1)).sum(-1)
+        recent = buffer.actions[max(0, stored - 5_000) : stored, 0].reshape(-1).astype(np.int64)
+        smallest_reward = float(buffer.rewards[:stored].min())
+        row = {
+            "step": self.num_timesteps,
+            "actor_greedy": None
+            if isinstance(model, SoftQ)
+            else episode_returns(model, self.env_id, self.seed, "actor_greedy"),
+            "actor_sample": None
+            if isinstance(model, SoftQ)
+            else episode_returns(model, self.env_id, self.seed, "actor_sample"),
+            "critic_greedy": episode_returns(model, self.env_id, self.seed, "critic_greedy"),
+            "mean_q": float(q_values.mean()),
+            "min_q": float(q_values.min()),
+            "max_q": float(q_values.max()),
+            "critic_gap": float((best_two[:, 0] - best_two[:, 1]).median()),
+            "logit_gap": float((logit_gaps[:, 0] - logit_gaps[:, 1]).median()),
+            "entropy": float(entropy.mean()),
+            "agree": float((logits.argmax(-1) == q_values.argmax(-1)).float().mean()),
+            "actor_shares": [
+                round(float(x), 3) for x in th.bincount(logits.argmax(-1), minlength=n_actions) / len(logits)
+            ],
+            "taken_shares": [
+                round(float(x), 3) for x in np.bincount(recent, minlength=n_actions) / max(len(recent), 1)
+            ],
+            "ent_coef": float(
+                model.ent_coef_tensor if model.log_ent_coef is None else model.log_ent_coef.detach().exp()
+            ),
+            "above_smallest_reward": int((buffer.rewards[:stored] > smallest_reward).sum()),
+        }
+        print(json.dumps(row), flush=True)
+        return True
+
+
+def random_policy_successes(env_id: str, scales: tuple[float, ...] = (0.3, 1.0, 3.0, 100.0)) -> None:
+    """Print, per logit scale, the mean return and the share of episodes ended before the time limit."""
+    env = gym.make(env_id)
+    assert isinstance(env.action_space, gym.spaces.Discrete)
+    assert env.spec is not None and env.spec.max_episode_steps is not None
+    n_inputs, n_actions = int(np.prod(env.observation_space.shape)), int(env.action_space.n)
+    th.manual_seed(0)
+    generator = th.Generator().manual_seed(0)
+    for scale in scales:
+        returns, ended = [], []
+        for network_index in range(12):
+            network = th.nn.Sequential(
+                th.nn.Linear(n_inputs, 64),
+                th.nn.ReLU(),
+                th.nn.Linear(64, 64),
+                th.nn.ReLU(),
+                th.nn.Linear(64, n_actions),
+            )
+            for episode in range(3):
+                observation, _ = env.reset(seed=100 * network_index + episode)
+                done, total, steps = False, 0.0, 0
+                while not done:
+                    with th.no_grad():
+                        logits = scale * network(th.as_tensor(observation, dtype=th.float32))
+                    action = int(th.multinomial(th.softmax(logits, -1), 1, generator=generator))
+                    observation, reward, terminated, truncated, _ = env.step(action)
+                    total, steps, done = total + float(reward), steps + 1, terminated or truncated
+                returns.append(total)
+                ended.append(steps < env.spec.max_episode_steps)
+        print(
+            json.dumps(
+                {"logit_scale": scale, "mean_return": float(np.mean(returns)), "ended": float(np.mean(ended))}
+            )
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("env_id")
+    parser.add_argument("--agent", choices=["GumbelAC", "SoftQ"], default="GumbelAC")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--every", type=int, default=10_000)
+    parser.add_argument("--kwargs", default="{}", help="constructor keywords as JSON")
+    parser.add_argument("--random-policies", action="store_true", help="measure untrained policies instead")
+    args = parser.parse_args()
+    th.set_num_threads(1)
+    if args.random_policies:
+        random_policy_successes(args.env_id)
+        return
+    agent = GumbelAC if args.agent == "GumbelAC" else SoftQ
+    model = agent("MlpPolicy", args.env_id, seed=args.seed, **json.loads(args.kwargs))
+    model.learn(args.steps, callback=Probe(args.env_id, args.seed, args.every))
+
+
+if __name__ == "__main__":
+    main()
