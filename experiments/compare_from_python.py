@@ -5,13 +5,12 @@
 Part 1 trains one agent the plain SB3 way; part 2 compares agents across seeds with honest statistics.
 """
 
-import argparse
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
 import torch
+import tyro
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
@@ -69,9 +68,5 @@ def main(args: Args) -> None:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    for field in dataclasses.fields(Args):
-        parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
-    main(Args(**vars(parser.parse_args())))
+    # tyro (as CleanRL) reads the flags, their types and help off Args; underscores as in the docstrings.
+    main(tyro.cli(Args, description=__doc__, use_underscores=True))

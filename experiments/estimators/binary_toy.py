@@ -13,9 +13,7 @@ biased estimators is also measured on a grid of ``sigmoid(θ)``. Writes ``binary
 ``binary_toy_expected_gradient.csv`` and ``binary_toy.png`` into ``--out``.
 """
 
-import argparse
 import csv
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -28,6 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+import tyro
 from torch import Tensor
 
 from rlrelax.envs import BinaryTargetEnv
@@ -280,9 +279,5 @@ def main(args: Args) -> None:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    for field in dataclasses.fields(Args):
-        parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
-    main(Args(**vars(parser.parse_args())))
+    # tyro (as CleanRL) reads the flags, their types and help off Args; underscores as in the docstrings.
+    main(tyro.cli(Args, description=__doc__, use_underscores=True))

@@ -11,15 +11,14 @@ as its baseline (the best constant baseline up to a small correction), for Tucke
 Grathwohl et al.'s 0.499. Writes ``rebar_variance.csv`` into ``--out`` and prints the best ``(η, τ)``.
 """
 
-import argparse
 import csv
-import dataclasses
 import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import tyro
 from torch import Tensor
 
 from rlrelax.estimators import ESTIMATORS, RebarControlVariate
@@ -99,9 +98,5 @@ def main(args: Args) -> None:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    for field in dataclasses.fields(Args):
-        parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
-    main(Args(**vars(parser.parse_args())))
+    # tyro (as CleanRL) reads the flags, their types and help off Args; underscores as in the docstrings.
+    main(tyro.cli(Args, description=__doc__, use_underscores=True))

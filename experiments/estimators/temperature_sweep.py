@@ -13,9 +13,7 @@ variance; this shows by how much. Writes ``temperature_sweep.csv`` and ``tempera
 ``--out``.
 """
 
-import argparse
 import csv
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
+import tyro
 from torch import Tensor
 
 from rlrelax.estimators import ESTIMATORS, exact_gradient
@@ -179,9 +178,5 @@ def main(args: Args) -> None:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    for field in dataclasses.fields(Args):
-        parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
-    main(Args(**vars(parser.parse_args())))
+    # tyro (as CleanRL) reads the flags, their types and help off Args; underscores as in the docstrings.
+    main(tyro.cli(Args, description=__doc__, use_underscores=True))

@@ -11,14 +11,13 @@ stream, and the action space is seeded with ``seed`` too, so the numbers are rep
 needs Box2D (``pip install "rlrelax[box2d]"``) and is left out, with a message, without it.
 """
 
-import argparse
 import csv
-import dataclasses
 import importlib.util
 from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
+import tyro
 
 ENVS = ("CartPole-v1", "Acrobot-v1", "LunarLander-v3", "MountainCar-v0")
 BOX2D_ENVS = {"LunarLander-v3"}
@@ -75,9 +74,5 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    for field in dataclasses.fields(Args):
-        parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
-    main(Args(**vars(parser.parse_args())))
+    # tyro (as CleanRL) reads the flags, their types and help off Args; underscores as in the docstrings.
+    main(tyro.cli(Args, description=__doc__, use_underscores=True))
