@@ -105,9 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="train and save one agent",
-        description="Train one agent on one env with its default hyperparameters (or --kwargs), evaluate the "
-        "final model, and save the run folder (config.json, progress.csv, evaluations.npz, model.zip, "
-        "result.json).",
+        description="Train one agent on one env (its defaults, overridden by its per-env hyperparameter "
+        "file's values for this env, overridden by --kwargs), evaluate the final model, and save the run "
+        "folder (config.json, progress.csv, evaluations.npz, model.zip, result.json).",
     )
     train.add_argument("algorithm", help="REINFORCE, SoftQ, GumbelAC, PPO, DQN, A2C or module:Class")
     train.add_argument("env", help="a Gymnasium env id, e.g. CartPole-v1")
@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--n-envs", type=_count(1), default=1, help="parallel training envs (default: 1)")
     train.add_argument(
         "--kwargs", default="{}", help='constructor keywords as JSON, e.g. \'{"learning_rate": "lin_0.001"}\''
+    )
+    train.add_argument(
+        "--no-hyperparams",
+        action="store_true",
+        help="ignore the agent's per-env hyperparameter file (its defaults, and --kwargs, only)",
     )
     train.add_argument(
         "--eval-every",
@@ -247,6 +252,7 @@ def _train(args: argparse.Namespace) -> int:
                         "total_timesteps": args.steps,
                         "n_envs": args.n_envs,
                         "kwargs": kwargs,
+                        "hyperparams": not args.no_hyperparams,
                     }
                 ],
             },
@@ -256,6 +262,9 @@ def _train(args: argparse.Namespace) -> int:
         print(f"rlrelax train: error: {error}", file=sys.stderr)
         return EXIT_INVALID
     (run,) = spec.runs()
+    from_file = run.agent.env_kwargs.get(args.env)
+    if from_file:
+        print(f"{args.algorithm} on {args.env}: from its hyperparameter file, {json.dumps(from_file)}")
     folder = args.out if args.out is not None else run.folder(Path("runs"))
     # The run folder is wiped before training: only ever wipe an unfinished run, never a finished one or
     # a folder that holds something else.

@@ -59,6 +59,9 @@ def test_wheel_holds_every_source_module(wheel: Path) -> None:
     shipped = set(zipfile.ZipFile(wheel).namelist())
     assert expected - shipped == set(), "modules missing from the wheel: add their package to pyproject.toml"
     assert "rlrelax/py.typed" in shipped
+    # The agents' per-env hyperparameter files, which `rlrelax train` reads from the installed package.
+    for agent in ("reinforce", "softq", "gumbel_ac"):
+        assert f"rlrelax/agents/{agent}/hyperparams.toml" in shipped
     assert not any(name.startswith(("agents/", "envs/")) for name in shipped), (
         "a top-level agents/envs leaked"
     )

@@ -11,6 +11,11 @@
 
 Every other value (numbers, strings, booleans, lists, tables) passes through unchanged, with lists and
 tables resolved element by element (``policy_kwargs = { net_arch = [256, 256] }``).
+
+Each rlrelax agent also ships a hyperparameter file, ``hyperparams.toml`` in its package, in the manner of RL
+Zoo's per-algorithm files: one table per env id that needs values other than the agent's defaults, written
+in this syntax, each with a comment giving the reason and the evidence (:func:`hyperparameter_file`).
+``rlrelax compare`` and ``rlrelax train`` apply an env's table beneath the keyword arguments they are given.
 """
 
 from __future__ import annotations
@@ -18,11 +23,26 @@ from __future__ import annotations
 import datetime
 import math
 import re
+import tomllib
+from importlib import resources
 from typing import Any
 
 from rlrelax.compare.registry import import_object
 
-__all__ = ["check_value", "resolve_kwargs", "resolve_value"]
+__all__ = [
+    "HYPERPARAMETER_FILES",
+    "check_value",
+    "hyperparameter_file",
+    "resolve_kwargs",
+    "resolve_value",
+]
+
+#: The per-env hyperparameter file of each algorithm that has one: the package holding it, and its name.
+HYPERPARAMETER_FILES: dict[str, tuple[str, str]] = {
+    "rlrelax.agents:REINFORCE": ("rlrelax.agents.reinforce", "hyperparams.toml"),
+    "rlrelax.agents:SoftQ": ("rlrelax.agents.softq", "hyperparams.toml"),
+    "rlrelax.agents:GumbelAC": ("rlrelax.agents.gumbel_ac", "hyperparams.toml"),
+}
 
 _LINEAR = re.compile(r"^lin_(.+)$")
 
@@ -98,3 +118,27 @@ def resolve_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     :return: the keyword arguments to pass to the algorithm's constructor
     """
     return {name: resolve_value(value) for name, value in kwargs.items()}
+
+
+def hyperparameter_file(algorithm_path: str) -> dict[str, dict[str, Any]]:
+    """Read an algorithm's per-env hyperparameter file; ``{}`` for an algorithm without one (SB3's).
+
+    :param algorithm_path: the algorithm's import string, e.g. ``"rlrelax.agents:GumbelAC"``
+    :return: each listed env id's table of keyword arguments, as written (unresolved)
+    :raises ValueError: naming the file, for a file that is not TOML or an entry that is not a table (the
+        entries' keys and values are checked as a spec's ``kwargs`` are, where a spec or ``rlrelax train``
+        uses them)
+    """
+    location = HYPERPARAMETER_FILES.get(algorithm_path)
+    if location is None:
+        return {}
+    package, name = location
+    source = f"{package.replace('.', '/')}/{name}"
+    try:
+        data = tomllib.loads(resources.files(package).joinpath(name).read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{source}: not valid TOML: {error}") from None
+    for env_id, table in data.items():
+        if not isinstance(table, dict):
+            raise ValueError(f"{source}: [{env_id!r}] must be a table of keyword arguments, got {table!r}")
+    return data

@@ -18,7 +18,7 @@ from typing import Any
 
 from rlrelax._validation import check_int
 from rlrelax.compare.envs import make_env
-from rlrelax.compare.hyperparams import check_value, resolve_kwargs
+from rlrelax.compare.hyperparams import check_value, hyperparameter_file, resolve_kwargs
 from rlrelax.compare.registry import RESERVED_KWARGS, accepted_kwargs, import_object, resolve_algorithm
 from rlrelax.compare.store import run_dir, run_status
 
@@ -39,7 +39,16 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _TOP_KEYS = {"name", "envs", "seeds", "evaluation", "logging", "diagnostics", "agents"}
 _EVAL_KEYS = {"every", "episodes", "seed_offset", "threshold"}
 _DIAGNOSTICS_KEYS = {"every", "draws", "batch_size"}
-_AGENT_KEYS = {"label", "algorithm", "total_timesteps", "n_envs", "policy", "kwargs", "normalize"}
+_AGENT_KEYS = {
+    "label",
+    "algorithm",
+    "total_timesteps",
+    "n_envs",
+    "policy",
+    "kwargs",
+    "normalize",
+    "hyperparams",
+}
 
 #: Env steps between evaluations when a spec does not say: SB3's ``EvalCallback`` default ``eval_freq``.
 DEFAULT_EVALUATION_EVERY = 10_000
@@ -134,6 +143,9 @@ class AgentSpec:
         (:func:`rlrelax.callbacks.measures_actor_gradient`; the spec check reads it off the algorithm)
     :param normalize: ``VecNormalize``'s keyword arguments when the training env is wrapped in it (RL Zoo's
         ``normalize``; ``{}`` for its defaults), or ``None`` (the default) for no normalisation
+    :param env_kwargs: the algorithm's per-env hyperparameter file (:func:`rlrelax.compare.hyperparams.
+        hyperparameter_file`): keyword arguments by env id, applied beneath ``kwargs``; ``{}`` when the spec
+        turns the file off (``hyperparams = false``) or the algorithm has none
     """
 
     label: str
@@ -145,6 +157,15 @@ class AgentSpec:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     has_actor_gradient: bool = True
     normalize: Mapping[str, Any] | None = None
+    env_kwargs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def kwargs_for(self, env_id: str) -> dict[str, Any]:
+        """The keyword arguments of this agent's runs on ``env_id``: the file's for that env, then ``kwargs``.
+
+        :param env_id: the env id
+        :return: the merged keyword arguments, as written (unresolved)
+        """
+        return {**self.env_kwargs.get(env_id, {}), **self.kwargs}
 
 
 @dataclass(frozen=True)
@@ -183,7 +204,7 @@ class RunSpec:
             "algorithm": self.agent.algorithm,
             "algorithm_path": self.agent.algorithm_path,
             "policy": self.agent.policy,
-            "kwargs": dict(self.agent.kwargs),
+            "kwargs": self.agent.kwargs_for(self.env_id),
             "total_timesteps": self.agent.total_timesteps,
             "n_envs": self.agent.n_envs,
             "seed": self.seed,
@@ -432,24 +453,18 @@ def _check_agent(raw: object, index: int, source: str) -> AgentSpec:
     kwargs = raw.get("kwargs", {})
     if not isinstance(kwargs, dict):
         raise SpecError(source, f"{where}kwargs", f"must be a table of keyword arguments, got {kwargs!r}")
-    accepted = accepted_kwargs(cls)
-    for name, value in kwargs.items():
-        if name in RESERVED_KWARGS:
-            raise SpecError(
-                source, f"{where}kwargs.{name}", "is set by the runner and cannot be given in a spec"
-            )
-        if accepted is not None and name not in accepted:
-            raise SpecError(
-                source,
-                f"{where}kwargs.{name}",
-                f"{algorithm} does not take a keyword {name!r}; "
-                f"it takes {', '.join(sorted(accepted - RESERVED_KWARGS))}",
-            )
+    _check_kwargs(kwargs, cls, algorithm, f"{where}kwargs", source)
+    use_file = raw.get("hyperparams", True)
+    if not isinstance(use_file, bool):
+        raise SpecError(source, f"{where}hyperparams", f"must be true or false, got {use_file!r}")
+    env_kwargs: dict[str, dict[str, Any]] = {}
+    if use_file:
         try:
-            check_value(value, f"{where}kwargs.{name}")
+            env_kwargs = hyperparameter_file(path)
         except ValueError as error:
-            key, _, reason = str(error).partition(": ")  # check_value names the exact (nested) key
-            raise SpecError(source, key, reason) from None
+            raise SpecError(source, f"{where}hyperparams", str(error)) from None
+        for env_id, table in env_kwargs.items():
+            _check_kwargs(table, cls, algorithm, f"{where}hyperparams[{env_id!r}]", source)
     from rlrelax.callbacks.gradient_stats import measures_actor_gradient
 
     return AgentSpec(
@@ -462,7 +477,28 @@ def _check_agent(raw: object, index: int, source: str) -> AgentSpec:
         kwargs=kwargs,
         has_actor_gradient=measures_actor_gradient(cls),
         normalize=_check_normalize(raw.get("normalize"), where, source),
+        env_kwargs=env_kwargs,
     )
+
+
+def _check_kwargs(kwargs: Mapping[str, Any], cls: type, algorithm: str, where: str, source: str) -> None:
+    """Refuse keyword arguments the runner sets, the algorithm does not take, or that break the syntax."""
+    accepted = accepted_kwargs(cls)
+    for name, value in kwargs.items():
+        if name in RESERVED_KWARGS:
+            raise SpecError(source, f"{where}.{name}", "is set by the runner and cannot be given in a spec")
+        if accepted is not None and name not in accepted:
+            raise SpecError(
+                source,
+                f"{where}.{name}",
+                f"{algorithm} does not take a keyword {name!r}; "
+                f"it takes {', '.join(sorted(accepted - RESERVED_KWARGS))}",
+            )
+        try:
+            check_value(value, f"{where}.{name}")
+        except ValueError as error:
+            key, _, reason = str(error).partition(": ")  # check_value names the exact (nested) key
+            raise SpecError(source, key, reason) from None
 
 
 def _check_construction(agent: AgentSpec, index: int, env_id: str, action_space: Any, source: str) -> None:
@@ -473,7 +509,7 @@ def _check_construction(agent: AgentSpec, index: int, env_id: str, action_space:
     cls = import_object(agent.algorithm_path)
     where = f"agents[{index}]"
     try:
-        kwargs = resolve_kwargs(dict(agent.kwargs))
+        kwargs = resolve_kwargs(agent.kwargs_for(env_id))
     except (ValueError, TypeError) as error:
         raise SpecError(source, f"{where}.kwargs", str(error)) from None
     env = make_vec_env(lambda: make_env(env_id), n_envs=agent.n_envs)
@@ -605,6 +641,8 @@ def load_spec(path: str | Path) -> Spec:
         n_envs = 8                        # parallel training envs (default 1)
         policy = "MlpPolicy"              # default
         kwargs = { n_steps = 32, learning_rate = "lin_0.001" }
+        hyperparams = true                # apply the agent's per-env hyperparameter file beneath kwargs
+                                          # (default true; rlrelax's agents ship one, SB3's have none)
         normalize = true                  # VecNormalize the envs, as RL Zoo's normalize (default false);
                                           # or a table of its keywords, e.g. { norm_reward = false }
 

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +245,21 @@ def test_cli_train(tmp_path: Path) -> None:
     assert PPO.load(out / "model.zip").num_timesteps == 512
     bad = cli("train", "PPO", "CartPole-v1", "--kwargs", '{"gama": 1}', "--out", str(tmp_path / "bad"))
     assert bad.returncode == 2 and "does not take a keyword 'gama'" in bad.stderr
+
+
+def test_cli_train_applies_the_agents_hyperparameter_file_unless_told_not_to(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], reinforce_hyperparameters: Callable[[str], None]
+) -> None:
+    reinforce_hyperparameters('["CartPole-v1"]\nn_episodes = 2\ngamma = 0.9\n')
+    common = ["train", "REINFORCE", "CartPole-v1", "--steps", "200", "--kwargs", '{"gamma": 0.95}']
+    assert main([*common, "--out", str(tmp_path / "with")]) == 0
+    assert 'from its hyperparameter file, {"n_episodes": 2, "gamma": 0.9}' in capsys.readouterr().out
+    config = json.loads((tmp_path / "with" / "config.json").read_text())["run"]
+    assert config["kwargs"] == {"n_episodes": 2, "gamma": 0.95}  # --kwargs wins over the file
+    assert main([*common, "--no-hyperparams", "--out", str(tmp_path / "without")]) == 0
+    assert "hyperparameter file" not in capsys.readouterr().out
+    config = json.loads((tmp_path / "without" / "config.json").read_text())["run"]
+    assert config["kwargs"] == {"gamma": 0.95}
 
 
 @pytest.mark.parametrize(("content", "kind"), [("result.json", "a finished run"), ("notes.txt", "not a run")])

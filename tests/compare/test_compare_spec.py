@@ -3,6 +3,7 @@
 import inspect
 import json
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -479,3 +480,57 @@ def test_suite_specs_pass_every_check(name: str) -> None:
     ]
     # Zoo's PPO normalises on exactly these two envs.
     assert (spec.agents[5].normalize is not None) == (name in ("acrobot", "mountaincar"))
+
+
+# ---------------------------------------------------------------- per-env hyperparameter files
+
+
+def reinforce(**agent: Any) -> dict[str, Any]:
+    entry = {"label": "r", "algorithm": "REINFORCE", "total_timesteps": 200, **agent}
+    return minimal(envs=["CartPole-v1", "Acrobot-v1"], agents=[entry])
+
+
+def test_an_envs_hyperparameters_apply_beneath_the_specs_kwargs(
+    reinforce_hyperparameters: Callable[[str], None],
+) -> None:
+    reinforce_hyperparameters('["Acrobot-v1"]\ngamma = 0.9\nn_episodes = 2\n')
+    runs = spec_from_dict(reinforce(kwargs={"n_episodes": 6})).runs()
+    kwargs = {run.env_id: run.to_config()["kwargs"] for run in runs}
+    assert kwargs["Acrobot-v1"] == {"gamma": 0.9, "n_episodes": 6}  # the spec's own kwargs win
+    assert kwargs["CartPole-v1"] == {"n_episodes": 6}  # not listed: the defaults
+    off = spec_from_dict(reinforce(kwargs={"n_episodes": 6}, hyperparams=False)).runs()
+    assert all(run.to_config()["kwargs"] == {"n_episodes": 6} for run in off)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ('["Acrobot-v1"]\ngama = 0.9\n', "agents[0].hyperparams['Acrobot-v1'].gama", "does not take"),
+        ('["Acrobot-v1"]\nseed = 1\n', "agents[0].hyperparams['Acrobot-v1'].seed", "set by the runner"),
+        ('["Acrobot-v1"]\nlearning_rate = "lin_x"\n', "agents[0].hyperparams", "lin_x"),
+        ("gamma = 0.9\n", "agents[0].hyperparams", "must be a table of keyword arguments"),
+        ("[Acrobot\n", "agents[0].hyperparams", "not valid TOML"),
+    ],
+)
+def test_a_bad_hyperparameter_file_is_refused_naming_it(
+    reinforce_hyperparameters: Callable[[str], None], text: str, key: str, reason: str
+) -> None:
+    reinforce_hyperparameters(text)
+    error = refused(reinforce())
+    assert error.key.startswith(key) and reason in str(error), error
+
+
+def test_a_value_the_agent_refuses_on_its_env_fails_the_spec(
+    reinforce_hyperparameters: Callable[[str], None],
+) -> None:
+    reinforce_hyperparameters('["Acrobot-v1"]\ngamma = 1.5\n')
+    error = refused(reinforce())
+    assert "Acrobot-v1" in str(error) and "gamma" in str(error)
+
+
+@pytest.mark.parametrize("algorithm", ["REINFORCE", "SoftQ", "GumbelAC"])
+def test_the_shipped_hyperparameter_files_pass_the_checks(algorithm: str) -> None:
+    # Each listed env's table must be keywords the agent takes, in the spec syntax; spec_from_dict checks
+    # them whatever the spec's envs.
+    spec = spec_from_dict(minimal(agents=[{"label": "a", "algorithm": algorithm, "total_timesteps": 200}]))
+    assert isinstance(spec.agents[0].env_kwargs, dict)
