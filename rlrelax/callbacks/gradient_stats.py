@@ -4,7 +4,9 @@ import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import torch
+from gymnasium import spaces
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -56,7 +58,11 @@ def on_policy_gradient_draws(
     buffer = model.rollout_buffer
     size = buffer.buffer_size * buffer.n_envs
     observations = torch.as_tensor(buffer.observations.reshape(size, *buffer.obs_shape), device=model.device)
-    actions = torch.as_tensor(buffer.actions.reshape(size, -1), device=model.device).long().flatten()
+    # As SB3's PPO and A2C train: the buffer's actions as float32 (its _get_samples), a Discrete action
+    # then as an index; MultiDiscrete and MultiBinary actions keep one entry per choice.
+    actions = torch.as_tensor(buffer.actions.reshape(size, -1).astype(np.float32), device=model.device)
+    if isinstance(model.action_space, spaces.Discrete):
+        actions = actions.long().flatten()
     advantages = torch.as_tensor(buffer.advantages.reshape(size), device=model.device)
     parameters = [p for p in model.policy.parameters() if p.requires_grad]
     normalize = bool(getattr(model, "normalize_advantage", False))

@@ -244,8 +244,9 @@ def _gradient_section(env_id: str, rows: list[AgentSummary], curves: Curves) -> 
             )
         if agent.timesteps.size and not agent.has_exact:
             notes.append(
-                f"- {s.label} ({s.algorithm}): no exact gradient to compare with (the returns of the actions "
-                "not taken are unknown), so no relative bias or cosine."
+                f"- {s.label} ({s.algorithm}): no exact gradient to compare with (a policy-gradient method "
+                "does not know the returns of the actions not taken, and a critic's joint action space too "
+                "large to enumerate has no exact expectation), so no relative bias or cosine."
             )
         lines.append(
             f"| {s.label} | {s.algorithm} | {len(agent.runs)} "

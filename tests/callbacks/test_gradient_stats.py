@@ -3,9 +3,11 @@
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from gymnasium import spaces
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
@@ -61,6 +63,33 @@ def test_logged_keys_next_to_eval_callback(name: str, tmp_path: Path) -> None:
         assert measurement["variance"] > 0 and measurement["variance_se"] > 0
         assert np.isfinite(measurement["snr"]) and np.isfinite(measurement["signal_se"])
     assert stats.total_seconds == pytest.approx(sum(m["seconds"] for m in stats.history))
+
+
+class Choices(gym.Env[np.ndarray, np.ndarray]):
+    """One-step episodes with a fixed observation: reward 1 for choosing 1 in the first choice."""
+
+    def __init__(self, action_space: spaces.MultiDiscrete | spaces.MultiBinary) -> None:
+        self.observation_space = spaces.Box(0.0, 1.0, (2,), np.float32)
+        self.action_space = action_space
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        return np.ones(2, np.float32), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        return np.ones(2, np.float32), float(action[0] == 1), True, False, {}
+
+
+@pytest.mark.parametrize("algorithm", [PPO, A2C])
+@pytest.mark.parametrize("space", [spaces.MultiDiscrete([3, 4]), spaces.MultiBinary(4)], ids=repr)
+def test_on_policy_draws_on_several_choices(algorithm: type[BaseAlgorithm], space: spaces.Space) -> None:
+    # SB3's PPO and A2C keep one action entry per choice for these spaces; flattening them like Discrete
+    # indices would mismatch the distribution's shape.
+    model = algorithm("MlpPolicy", Choices(space), seed=0, n_steps=64)
+    stats = GradientStatsCallback(every_n_steps=64, n_draws=3, batch_size=32)
+    model.learn(128, callback=stats)
+    assert len(stats.history) >= 1
+    assert all(m["variance"] > 0 and np.isfinite(m["snr"]) for m in stats.history)
 
 
 @pytest.mark.parametrize("name", list(SETTINGS))
