@@ -500,7 +500,13 @@ class GumbelAC(OffPolicyAlgorithm):
         return loss, {"objective": objective, "entropy": entropy.detach()}
 
     def actor_gradient_draws(
-        self, n_draws: int, batch_size: int, generator: th.Generator
+        self,
+        n_draws: int,
+        batch_size: int,
+        generator: th.Generator,
+        *,
+        estimator: str | None = None,
+        temperature: float | None = None,
     ) -> ActorGradientDraws:
         """Draw the estimator's gradient ``n_draws`` times on a fixed replay batch, and the exact one.
 
@@ -517,19 +523,39 @@ class GumbelAC(OffPolicyAlgorithm):
         :param batch_size: number of replay observations in the fixed batch
         :param generator: random number generator for the batch and the estimator's samples, on the model's
             device; the global one is not touched
+        :param estimator: the estimator to draw, one of :data:`ESTIMATOR_NAMES` that this action space
+            accepts (the model's own when ``None``): other estimators on the same actor and critic, to compare
+            them without the differences between training runs
+        :param temperature: the Gumbel temperature of the relaxed estimators, > 0 (the model's current one
+            when ``None``)
         :return: the draws and the exact gradient (``None`` where the joint actions are too many to enumerate)
         """
         assert self.replay_buffer is not None
+        if estimator is None:
+            estimator = self.estimator
+        else:
+            check_choice(estimator, "estimator", ESTIMATOR_NAMES)
+            _settings_for_space(
+                check_factorised_action_space(self.action_space, type(self).__name__),
+                self._layout,
+                estimator=estimator,
+                critic_input=self.critic_input,
+                next_value=self.next_value,
+                n_samples=self.n_samples,
+            )
+        if temperature is None:
+            temperature = self._current_temperature()
+        else:
+            _check_temperature(temperature)
         observations = replay_observations(self.replay_buffer, batch_size, generator, self._vec_normalize_env)
         parameters = list(self.actor.parameters())
-        temperature = self._current_temperature()
 
-        def gradient(estimator: str, source: th.Generator | None) -> th.Tensor:
+        def gradient(name: str, source: th.Generator | None) -> th.Tensor:
             return flat_gradient(
-                self._actor_value(observations, source, temperature, estimator).surrogate, parameters
+                self._actor_value(observations, source, temperature, name).surrogate, parameters
             )
 
-        estimates = th.stack([gradient(self.estimator, generator) for _ in range(n_draws)])
+        estimates = th.stack([gradient(estimator, generator) for _ in range(n_draws)])
         # A Discrete action's exact gradient sums over its K actions under the critic's own K values, with no
         # cap; only the enumerated joint actions of several choices or slates have one.
         if not self.critic.discrete and self._layout.n_joint_actions > MAX_ENUMERATED_ACTIONS:

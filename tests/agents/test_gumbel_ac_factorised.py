@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -19,6 +20,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from test_factorised_actions import SPACES, ContextualChoices, make_env, observations
 
+import rlrelax.envs  # noqa: F401  (registers rlrelax/Slate-v0)
 from rlrelax.agents import GumbelAC
 from rlrelax.agents.common import AUTO_TARGET_ENTROPY_FRACTION, ChoiceLayout
 from rlrelax.agents.gumbel_ac import ESTIMATOR_NAMES
@@ -397,6 +399,54 @@ def test_gradient_draws_have_an_exact_reference(name: str) -> None:
     draws = model.actor_gradient_draws(3, 16, torch.Generator().manual_seed(0))
     n_parameters = sum(p.numel() for p in model.actor.parameters())
     assert draws.estimates.shape == (3, n_parameters) and draws.exact.shape == (n_parameters,)
+
+
+def test_gradient_draws_of_another_estimator_leave_the_model_as_it_was() -> None:
+    model = make("MultiDiscrete", estimator="score_function").learn(100)
+    before, rng_state = parameters(model), torch.get_rng_state()
+    exact = model.actor_gradient_draws(3, 16, torch.Generator().manual_seed(0), estimator="exact")
+    # The enumerated expectation is deterministic: every draw is the exact gradient.
+    torch.testing.assert_close(exact.estimates, exact.exact.expand(3, -1))
+    own = model.actor_gradient_draws(3, 16, torch.Generator().manual_seed(0))
+    named = model.actor_gradient_draws(3, 16, torch.Generator().manual_seed(0), estimator="score_function")
+    torch.testing.assert_close(own.estimates, named.estimates, rtol=0, atol=0)
+    assert model.estimator == "score_function"
+    assert torch.equal(torch.get_rng_state(), rng_state)
+    for key, value in parameters(model).items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_gradient_draws_at_another_temperature() -> None:
+    model = make("MultiDiscrete", estimator="gumbel_softmax", temperature=1.0).learn(100)
+    draws = {
+        tau: model.actor_gradient_draws(4, 16, torch.Generator().manual_seed(0), temperature=tau).estimates
+        for tau in (None, 1.0, 0.1)
+    }
+    torch.testing.assert_close(draws[None], draws[1.0], rtol=0, atol=0)
+    assert not torch.allclose(draws[1.0], draws[0.1])
+
+
+@pytest.mark.parametrize(
+    ("policy", "kwargs", "match"),
+    [
+        ("MlpPolicy", {"estimator": "expected"}, "estimator"),  # an alias of the constructor only
+        ("MlpPolicy", {"estimator": "reinforce"}, "estimator"),
+        ("TopKPolicy", {"estimator": "gumbel_rao"}, "gumbel_rao"),
+        ("MlpPolicy", {"temperature": 0.0}, "temperature"),
+    ],
+)
+def test_gradient_draws_refuse_an_estimator_or_temperature_the_model_cannot_use(
+    policy: str, kwargs: dict[str, Any], match: str
+) -> None:
+    # A slate policy needs k slots over the same N items.
+    env = (
+        gym.make("rlrelax/Slate-v0", n_items=5, slate_size=2)
+        if policy == "TopKPolicy"
+        else make_env("MultiDiscrete")
+    )
+    model = GumbelAC(policy, env, seed=0, **FAST).learn(100)
+    with pytest.raises(ValueError, match=match):
+        model.actor_gradient_draws(3, 16, torch.Generator().manual_seed(0), **kwargs)
 
 
 @pytest.mark.parametrize("estimator", ["gumbel_softmax", "score_function"])
