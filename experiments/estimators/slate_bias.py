@@ -14,20 +14,24 @@ estimator and seed, GumbelAC trains with its defaults for ``--steps`` env steps,
 (from the first gradient step) it draws, on one fixed replay batch, each estimator's gradient ``--draws``
 times at each temperature (the score function once: it has none) and compares them with the exact gradient
 (:func:`rlrelax.callbacks.gradient_statistics`: relative squared bias ``|E g - g*|²/|g*|²``, cosine between
-``E g`` and ``g*``, total variance and SNR, each free of the Monte Carlo term the draws' mean carries). The
+``E g`` and ``g*``, total variance and SNR, each free of the Monte Carlo term the draws' mean carries; the
+summary also divides the variance by ``|g*|²``, so that relative bias² and relative variance add up to a
+one-draw estimate's mean squared error relative to ``|g*|²``). The
 estimators see the same actor and critic, so their differences are the estimators' alone; the training
 estimator decides which actor and critic they see. Each run's final return (deterministic, 50 sessions) is
 recorded next to it.
 
 Writes into ``--out``: ``measurements.csv`` (one row per run, step, estimator and temperature),
 ``runs.csv`` (the final returns), ``summary.csv`` and ``summary.md`` (medians over seeds and measurements
-with their interquartile ranges), and ``slate_bias.png``.
+with their interquartile ranges), and ``slate_bias.png``; ``--summarise-only`` rewrites the last three from
+the first two.
 """
 
 import csv
 import itertools
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
@@ -42,7 +46,6 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 
 import rlrelax.envs  # noqa: F401  (registers rlrelax/Slate-v0)
-from rlrelax._platform import cpu_model
 from rlrelax.agents import GumbelAC
 from rlrelax.callbacks import gradient_statistics
 
@@ -52,7 +55,18 @@ ESTIMATORS = {
     "TopKPolicy": ("gumbel_softmax", "straight_through", "score_function"),
 }
 UNTEMPERED = "score_function"
-STATISTICS = ("relative_bias_sq", "cosine", "variance", "snr")
+#: What each measurement records, from :func:`rlrelax.callbacks.gradient_statistics` (with standard errors).
+MEASURED = ("relative_bias_sq", "cosine", "variance", "snr")
+#: What the summary reports: the variance relative to ``|g*|²`` as the bias is, and their sum, a one-draw
+#: estimate's mean squared error relative to ``|g*|²``.
+SUMMARISED = ("relative_bias_sq", "relative_variance", "relative_mse", "cosine", "snr")
+LABELS = {
+    "relative_bias_sq": "relative bias²",
+    "relative_variance": "relative variance",
+    "relative_mse": "relative MSE",
+    "cosine": "cosine",
+    "snr": "SNR",
+}
 
 
 @dataclass
@@ -81,6 +95,8 @@ class Args:
     """deterministic sessions of each run's final evaluation"""
     out: str = "experiments/results/slate_bias"
     """folder of the CSVs, the summary and the figure"""
+    summarise_only: bool = False
+    """rewrite the summary and the figure from the measurements.csv and runs.csv in --out, without training"""
 
 
 class MeasureEstimators(BaseCallback):
@@ -119,8 +135,8 @@ class MeasureEstimators(BaseCallback):
                         "step": self.num_timesteps,
                         "estimator": estimator,
                         "temperature": "" if temperature is None else temperature,
-                        **{name: stats[name] for name in ("exact_norm", *STATISTICS)},
-                        **{f"{name}_se": stats[f"{name}_se"] for name in STATISTICS},
+                        **{name: stats[name] for name in ("exact_norm", *MEASURED)},
+                        **{f"{name}_se": stats[f"{name}_se"] for name in MEASURED},
                     }
                 )
         return True
@@ -142,102 +158,124 @@ def train_and_measure(
     callback = MeasureEstimators(args, ESTIMATORS[policy], run)
     start = time.perf_counter()
     model.learn(args.steps, callback=callback)
-    mean_return, std_return = evaluate_policy(
-        model, make_env(args, seed + 1000), n_eval_episodes=args.eval_sessions, deterministic=True
+    returns, _ = evaluate_policy(
+        model,
+        make_env(args, seed + 1000),
+        n_eval_episodes=args.eval_sessions,
+        deterministic=True,
+        return_episode_rewards=True,
     )
     final = {
         **run,
-        "final_return": float(mean_return),
-        "final_return_std": float(std_return),
+        "final_return": float(np.mean(returns)),
+        "final_return_std": float(np.std(returns)),
         "wall_time_s": time.perf_counter() - start,
     }
     return callback.rows, final
 
 
-def write_csv(path: Path, rows: list[dict[str, object]]) -> None:
+def write_csv(path: Path, rows: Sequence[Mapping[str, object]]) -> None:
     with open(path, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
 
 
-def summarise(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def summarise(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     """Median and quartiles of each statistic over seeds and measurements, per set-up and estimator."""
     keys = ("policy", "train_estimator", "estimator", "temperature")
-    groups: dict[tuple[object, ...], list[dict[str, object]]] = {}
+    groups: dict[tuple[str, ...], list[dict[str, str]]] = {}
     for row in rows:
         groups.setdefault(tuple(row[key] for key in keys), []).append(row)
     summary = []
     for group_key, members in groups.items():
-        entry: dict[str, object] = dict(zip(keys, group_key, strict=True))
-        entry["measurements"] = len(members)
-        for name in STATISTICS:
-            values = np.array([float(str(member[name])) for member in members])
-            low, median, high = np.nanpercentile(values, [25, 50, 75])
-            entry.update({name: median, f"{name}_q25": low, f"{name}_q75": high})
+        entry = dict(zip(keys, group_key, strict=True))
+        entry["measurements"] = str(len(members))
+        values = {name: np.array([float(member[name]) for member in members]) for name in MEASURED}
+        exact_sq = np.array([float(member["exact_norm"]) ** 2 for member in members])
+        values["relative_variance"] = values["variance"] / exact_sq
+        values["relative_mse"] = values["relative_bias_sq"] + values["relative_variance"]
+        for name in SUMMARISED:
+            low, median, high = np.nanpercentile(values[name], [25, 50, 75])
+            entry.update({name: f"{median:.6g}", f"{name}_q25": f"{low:.6g}", f"{name}_q75": f"{high:.6g}"})
         summary.append(entry)
     return summary
 
 
-def markdown(summary: list[dict[str, object]], finals: list[dict[str, object]], header: str) -> str:
-    def cell(row: dict[str, object], name: str) -> str:
-        low, median, high = (float(str(row[key])) for key in (f"{name}_q25", name, f"{name}_q75"))
+def setups(rows: list[dict[str, str]]) -> list[tuple[str, str]]:
+    """The (policy, training estimator) pairs, in the order they ran."""
+    return list(dict.fromkeys((row["policy"], row["train_estimator"]) for row in rows))
+
+
+def markdown(summary: list[dict[str, str]], finals: list[dict[str, str]]) -> str:
+    def cell(row: dict[str, str], name: str) -> str:
+        low, median, high = (float(row[key]) for key in (f"{name}_q25", name, f"{name}_q75"))
         return f"{median:.3g} [{low:.3g}, {high:.3g}]"
 
-    lines = [header, ""]
-    for setup in dict.fromkeys((row["policy"], row["train_estimator"]) for row in summary):
+    seeds = sorted({int(final["seed"]) for final in finals})
+    minutes = sum(float(final["wall_time_s"]) for final in finals) / 60
+    lines = [
+        "# GumbelAC's estimators against the exact gradient on slates",
+        "",
+        f"Median [quartiles] over seeds {seeds} and every measurement of each run; {len(finals)} runs, "
+        f"{minutes:.0f} minutes of training and measuring. Relative bias² ``|E g - g*|²/|g*|²``, relative "
+        "variance ``tr(Σ)/|g*|²``, relative MSE (their sum: a one-draw estimate's mean squared error "
+        "relative to ``|g*|²``), cosine between ``E g`` and ``g*``, SNR ``|E g|²/tr(Σ)``.",
+        "",
+    ]
+    for setup in setups(summary):
         returns = ", ".join(
-            f"{float(str(final['final_return'])):.1f}"
+            f"{float(final['final_return']):.1f}"
             for final in finals
             if (final["policy"], final["train_estimator"]) == setup
         )
+        header = " | ".join(LABELS[name] for name in SUMMARISED)
         lines += [
             f"## {setup[0]}, trained with {setup[1]} (final returns by seed: {returns})",
             "",
-            "| estimator | temperature | relative bias² | cosine | variance | SNR |",
-            "| --- | ---: | --- | --- | --- | --- |",
+            f"| estimator | temperature | {header} |",
+            "| --- | ---: |" + " --- |" * len(SUMMARISED),
         ]
         for row in summary:
             if (row["policy"], row["train_estimator"]) == setup:
-                cells = " | ".join(cell(row, name) for name in STATISTICS)
+                cells = " | ".join(cell(row, name) for name in SUMMARISED)
                 lines.append(f"| {row['estimator']} | {row['temperature'] or '-'} | {cells} |")
         lines.append("")
     return "\n".join(lines)
 
 
-def plot(summary: list[dict[str, object]], path: Path) -> None:
-    setups = list(dict.fromkeys((row["policy"], row["train_estimator"]) for row in summary))
-    figure, axes = plt.subplots(len(setups), 3, figsize=(13, 3.2 * len(setups)), squeeze=False)
-    for (policy, train_estimator), row_axes in zip(setups, axes, strict=True):
+def plot(summary: list[dict[str, str]], path: Path) -> None:
+    pairs = setups(summary)
+    shown = ("relative_bias_sq", "relative_variance", "cosine")
+    figure, axes = plt.subplots(len(pairs), len(shown), figsize=(13, 3.2 * len(pairs)), squeeze=False)
+    for (policy, train_estimator), row_axes in zip(pairs, axes, strict=True):
         rows = [r for r in summary if (r["policy"], r["train_estimator"]) == (policy, train_estimator)]
-        for axis, name, label in zip(
-            row_axes,
-            ("relative_bias_sq", "cosine", "variance"),
-            ("relative bias²", "cosine", "variance"),
-            strict=True,
-        ):
-            for estimator in dict.fromkeys(str(r["estimator"]) for r in rows):
+        for axis, name in zip(row_axes, shown, strict=True):
+            for estimator in dict.fromkeys(r["estimator"] for r in rows):
                 points = [r for r in rows if r["estimator"] == estimator]
+                middle = [float(p[name]) for p in points]
                 if estimator == UNTEMPERED:
-                    axis.axhline(float(str(points[0][name])), color="black", linestyle="--", label=estimator)
+                    axis.axhline(middle[0], color="black", linestyle="--", label=estimator)
                     continue
-                taus = [float(str(p["temperature"])) for p in points]
-                axis.errorbar(
-                    taus,
-                    [float(str(p[name])) for p in points],
-                    yerr=[
-                        [float(str(p[name])) - float(str(p[f"{name}_q25"])) for p in points],
-                        [float(str(p[f"{name}_q75"])) - float(str(p[name])) for p in points],
-                    ],
-                    marker="o",
-                    capsize=3,
-                    label=estimator,
-                )
+                errors = [
+                    [m - float(p[f"{name}_q25"]) for m, p in zip(middle, points, strict=True)],
+                    [float(p[f"{name}_q75"]) - m for m, p in zip(middle, points, strict=True)],
+                ]
+                taus = [float(p["temperature"]) for p in points]
+                axis.errorbar(taus, middle, yerr=errors, marker="o", capsize=3, label=estimator)
             axis.set_xscale("log")
-            if name != "cosine":
+            if name == "relative_bias_sq":
+                # The score function's bias is 0 within its error, and so may be measured below 0.
+                axis.set_yscale("symlog", linthresh=1e-2)
+            elif name == "relative_variance":
                 axis.set_yscale("log")
             axis.set_xlabel("temperature")
-            axis.set_title(f"{policy}, trained with {train_estimator}: {label}", fontsize=9)
+            axis.set_title(f"{policy}, trained with {train_estimator}: {LABELS[name]}", fontsize=9)
         row_axes[0].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -247,31 +285,25 @@ def plot(summary: list[dict[str, object]], path: Path) -> None:
 def main(args: Args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    rows: list[dict[str, object]] = []
-    finals: list[dict[str, object]] = []
-    for policy, train_estimator, seed in itertools.product(
-        args.policies, args.train_estimators, range(args.seeds)
-    ):
-        run_rows, final = train_and_measure(args, policy, train_estimator, seed)
-        rows += run_rows
-        finals.append(final)
-        print(
-            f"{policy} {train_estimator} seed {seed}: final return {final['final_return']:.1f}, "
-            f"{final['wall_time_s']:.0f} s",
-            flush=True,
-        )
-    write_csv(out / "measurements.csv", rows)
-    write_csv(out / "runs.csv", finals)
-    summary = summarise(rows)
+    if not args.summarise_only:
+        rows: list[dict[str, object]] = []
+        finals: list[dict[str, object]] = []
+        for policy, train_estimator, seed in itertools.product(
+            args.policies, args.train_estimators, range(args.seeds)
+        ):
+            run_rows, final = train_and_measure(args, policy, train_estimator, seed)
+            rows += run_rows
+            finals.append(final)
+            print(
+                f"{policy} {train_estimator} seed {seed}: final return {final['final_return']:.1f}, "
+                f"{final['wall_time_s']:.0f} s",
+                flush=True,
+            )
+        write_csv(out / "measurements.csv", rows)
+        write_csv(out / "runs.csv", finals)
+    summary = summarise(read_csv(out / "measurements.csv"))
     write_csv(out / "summary.csv", summary)
-    wall_time = time.perf_counter() - start
-    header = (
-        f"# GumbelAC's estimators against the exact gradient, rlrelax/Slate-v0 with {args.n_items} items, "
-        f"slates of {args.slate_size}\n\nMedian [quartiles] over {args.seeds} seeds and the measurements "
-        f"every {args.every} steps; settings {asdict(args)}; {cpu_model()}, {wall_time:.0f} s."
-    )
-    (out / "summary.md").write_text(markdown(summary, finals, header) + "\n")
+    (out / "summary.md").write_text(markdown(summary, read_csv(out / "runs.csv")) + "\n")
     plot(summary, out / "slate_bias.png")
 
 
