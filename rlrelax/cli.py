@@ -85,12 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
     aggregate = commands.add_parser(
         "aggregate",
         help="write the statistics across envs of several experiments, on scores normalised per env",
-        description="Normalise the finished runs of several experiment folders (one per env) so that 0 is a "
-        "uniformly random policy's mean return and 1 the env's threshold, and write aggregate.md, "
-        "aggregate.csv, normalized_scores.csv and the figures: the aggregate IQM, performance profiles, the "
-        "probability of improvement and sample-efficiency curves (Agarwal et al., 2021).",
+        description="Normalise the finished runs of several folders (one per env) so that 0 is a uniformly "
+        "random policy's mean return and 1 the env's threshold, and write aggregate.md, aggregate.csv, "
+        "normalized_scores.csv and the figures: the aggregate IQM, performance profiles, the probability of "
+        "improvement and sample-efficiency curves (Agarwal et al., 2021). Each folder is an experiment "
+        "folder of a run store (<out>/<experiment>) or a committed results folder holding the runs.csv and "
+        "evaluations.csv that `rlrelax report` wrote.",
     )
-    aggregate.add_argument("directories", type=Path, nargs="+", help="experiment folders, e.g. runs/suite-*")
+    aggregate.add_argument(
+        "directories",
+        type=Path,
+        nargs="+",
+        help="experiment folders (e.g. runs/suite-*) or results folders with runs.csv and evaluations.csv "
+        "(e.g. experiments/results/suite/*), one per env",
+    )
     aggregate.add_argument(
         "--scores",
         type=Path,

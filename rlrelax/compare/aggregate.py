@@ -19,6 +19,13 @@ resampling here takes each env's runs as a group of its own size. The aggregate 
 the runs of all envs, each run counting once, as rliable does over its runs x tasks table: an env with more
 seeds weighs more in them (the report gives the runs per env). The probability of improvement weighs the
 envs equally.
+
+Each folder is either an experiment folder of a run store (``<out>/<name>``, its runs read through
+:func:`rlrelax.compare.store.finished_runs`) or a committed results folder (``experiments/results/...``)
+holding the ``runs.csv`` and ``evaluations.csv`` that ``rlrelax report`` wrote from one. Both give a
+:class:`RunRecord` per run (:func:`read_runs`), so the statistics are the same code whatever the source;
+they are the same numbers too where the mean returns have at most three decimals (integer returns averaged
+over 1, 2, 4, 5, 8, 10 or 20 episodes, say), as the CSVs round them there.
 """
 
 from __future__ import annotations
@@ -26,13 +33,16 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from rlrelax._validation import check_int
+from rlrelax.compare.report import EVALUATIONS_FILE as EVALUATIONS_CSV
+from rlrelax.compare.report import RUNS_FILE
 from rlrelax.compare.stats import Interval, beat_probability, iqm, percentile_interval
 from rlrelax.compare.store import FinishedRun, finished_runs
 
@@ -40,9 +50,11 @@ __all__ = [
     "DEFAULT_FRACTIONS",
     "DEFAULT_TAUS",
     "AggregateResult",
+    "RunRecord",
     "aggregate",
     "normalized_score",
     "read_random_scores",
+    "read_runs",
     "write_aggregate",
 ]
 
@@ -53,6 +65,149 @@ DEFAULT_TAUS = np.round(np.linspace(0.0, 1.25, 51), 6)
 DEFAULT_FRACTIONS = np.round(np.linspace(0.1, 1.0, 10), 6)
 Curve = tuple[np.ndarray, np.ndarray, np.ndarray]
 """A statistic at each point of a grid with its 95% band: ``(estimate, low, high)``."""
+_T = TypeVar("_T")
+#: The columns of a results folder's ``runs.csv`` and ``evaluations.csv`` that :func:`read_runs` reads.
+RUNS_COLUMNS = ("env_id", "agent", "seed", "final_return", "threshold", "total_timesteps")
+EVALUATIONS_COLUMNS = ("env_id", "agent", "seed", "timestep", "mean_return")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What the statistics read of one finished run, from a run store or from a committed results folder.
+
+    :param env_id: the env id
+    :param label: the agent label
+    :param seed: the run seed
+    :param threshold: the env's success threshold, or ``None`` for an env without one
+    :param final_return: the final model's mean evaluation return
+    :param total_timesteps: the run's budget of env steps
+    :param timesteps: the env steps of each evaluation, shape ``(n_evals,)``
+    :param means: the mean return of each evaluation over its episodes, shape ``(n_evals,)``
+    """
+
+    env_id: str
+    label: str
+    seed: int
+    threshold: float | None
+    final_return: float
+    total_timesteps: int
+    timesteps: np.ndarray
+    means: np.ndarray
+
+    @classmethod
+    def from_finished_run(cls, run: FinishedRun) -> RunRecord:
+        """Read the record of a run of a run store.
+
+        :param run: the finished run (:func:`rlrelax.compare.store.finished_runs`)
+        :return: its record
+        """
+        return cls(
+            env_id=run.env_id,
+            label=run.label,
+            seed=run.seed,
+            threshold=run.result.threshold,
+            final_return=run.result.final_return,
+            total_timesteps=int(run.config["run"]["total_timesteps"]),
+            timesteps=run.timesteps,
+            means=run.returns.mean(axis=1),
+        )
+
+
+def _read_table(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
+    """The rows of a results folder's CSV, refusing a missing file and one without a needed column."""
+    if not path.is_file():
+        raise ValueError(
+            f"{path.parent}: a results folder holds {RUNS_FILE} and {EVALUATIONS_CSV}, this one has no "
+            f"{path.name}: rerun `rlrelax report` on its run store and keep both"
+        )
+    with open(path, newline="") as file:
+        reader = csv.DictReader(file)
+        rows = list(reader)
+        header = reader.fieldnames or []
+    missing = [column for column in columns if column not in header]
+    if missing:
+        raise ValueError(
+            f"{path.parent}: its {path.name} lacks the columns {', '.join(missing)} (an older report's): "
+            "rerun `rlrelax report` on the run store to rewrite it"
+        )
+    return rows
+
+
+def _cell(path: Path, line: int, row: dict[str, str], column: str, kind: Callable[[str], _T]) -> _T:
+    """One cell of a results folder's CSV as a number, refusing one that is not."""
+    try:
+        return kind(row[column])
+    except (TypeError, ValueError):
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"{path}, line {line}: {column} {row[column]!r} is not {what}") from None
+
+
+def _read_results(folder: Path) -> list[RunRecord]:
+    """The runs of a results folder: ``runs.csv`` gives each run, ``evaluations.csv`` its evaluations."""
+    runs_csv, evaluations_csv = folder / RUNS_FILE, folder / EVALUATIONS_CSV
+    runs = _read_table(runs_csv, RUNS_COLUMNS)
+    evaluations: dict[tuple[str, str, int], list[tuple[int, float]]] = {}
+    for line, row in enumerate(_read_table(evaluations_csv, EVALUATIONS_COLUMNS), start=2):
+        key = (row["env_id"], row["agent"], _cell(evaluations_csv, line, row, "seed", int))
+        point = (
+            _cell(evaluations_csv, line, row, "timestep", int),
+            _cell(evaluations_csv, line, row, "mean_return", float),
+        )
+        evaluations.setdefault(key, []).append(point)
+    records: dict[tuple[str, str, int], RunRecord] = {}
+    for line, row in enumerate(runs, start=2):
+        key = (row["env_id"], row["agent"], _cell(runs_csv, line, row, "seed", int))
+        name = f"{key[0]} / {key[1]} / seed-{key[2]}"
+        if key in records:
+            raise ValueError(f"{runs_csv}, line {line}: the run {name} is listed twice")
+        if key not in evaluations:
+            raise ValueError(
+                f"{folder}: the run {name} ({RUNS_FILE}, line {line}) has no row in {EVALUATIONS_CSV}: "
+                "rerun `rlrelax report` on the run store to rewrite both"
+            )
+        budget = _cell(runs_csv, line, row, "total_timesteps", int)
+        if budget < 1:
+            raise ValueError(f"{runs_csv}, line {line}: total_timesteps must be at least 1, got {budget}")
+        # An empty cell: the env has no threshold, as the report writes it.
+        threshold = None if row["threshold"] == "" else _cell(runs_csv, line, row, "threshold", float)
+        timesteps, means = zip(*evaluations[key], strict=True)
+        records[key] = RunRecord(
+            env_id=key[0],
+            label=key[1],
+            seed=key[2],
+            threshold=threshold,
+            final_return=_cell(runs_csv, line, row, "final_return", float),
+            total_timesteps=budget,
+            timesteps=np.array(timesteps, dtype=np.int64),
+            means=np.array(means, dtype=np.float64),
+        )
+    unlisted = sorted(set(evaluations) - set(records))
+    if unlisted:
+        names = ", ".join(f"{env_id} / {label} / seed-{seed}" for env_id, label, seed in unlisted)
+        raise ValueError(
+            f"{folder}: {EVALUATIONS_CSV} has rows of runs that {RUNS_FILE} does not list: {names}"
+        )
+    return sorted(records.values(), key=lambda run: (run.env_id, run.label, run.seed))
+
+
+def read_runs(directory: str | Path) -> list[RunRecord]:
+    """Read the finished runs of an experiment folder of a run store or of a committed results folder.
+
+    A folder with run folders (``<env folder>/<label>/seed-<n>``) is read as a run store, also when a report
+    was written into it; one without any but with a ``runs.csv`` as a results folder, whose ``runs.csv`` and
+    ``evaluations.csv`` (written by ``rlrelax report``) stand in for the runs.
+
+    :param directory: ``<out>/<experiment>``, or a folder holding that experiment's report tables
+    :return: the runs, sorted by env id, label and seed; none for a folder that holds neither
+    :raises ValueError: naming the folder or file: a damaged run of a store
+        (:class:`~rlrelax.compare.store.DamagedRunError`); a results folder without ``evaluations.csv``,
+        whose ``runs.csv`` lacks a column (one written by an older report), with a run without evaluations,
+        or with a cell that is not a number
+    """
+    folder = Path(directory)
+    if any(path.is_dir() for path in folder.glob("*/*/seed-*")) or not (folder / RUNS_FILE).exists():
+        return [RunRecord.from_finished_run(run) for run in finished_runs(folder)]
+    return _read_results(folder)
 
 
 def read_random_scores(path: str | Path) -> dict[str, float]:
@@ -148,27 +303,30 @@ class AggregateResult:
 
 def _runs_by_env(
     experiment_dirs: Sequence[str | Path],
-) -> tuple[dict[str, list[FinishedRun]], dict[str, str]]:
+) -> tuple[dict[str, list[RunRecord]], dict[str, str]]:
     """The finished runs of each env, refusing an empty folder and an env found in two folders."""
-    runs: dict[str, list[FinishedRun]] = {}
+    runs: dict[str, list[RunRecord]] = {}
     sources: dict[str, str] = {}
     for directory in experiment_dirs:
-        found = finished_runs(Path(directory))
+        found = read_runs(directory)
         if not found:
-            raise ValueError(f"{directory}: holds no finished run (is it an experiment folder <out>/<name>?)")
+            raise ValueError(
+                f"{directory}: holds no finished run (is it an experiment folder <out>/<name> of a run "
+                f"store, or a results folder holding {RUNS_FILE} and {EVALUATIONS_CSV}?)"
+            )
         for run in found:
             if sources.setdefault(run.env_id, str(directory)) != str(directory):
                 raise ValueError(
                     f"{run.env_id} has runs in both {sources[run.env_id]} and {directory}: give one "
-                    "experiment folder per env"
+                    "folder per env"
                 )
             runs.setdefault(run.env_id, []).append(run)
     return runs, sources
 
 
-def _threshold(env_id: str, runs: Sequence[FinishedRun], source: str) -> float:
-    thresholds = {run.result.threshold for run in runs if run.result.threshold is not None}
-    if len(thresholds) != 1 or any(run.result.threshold is None for run in runs):
+def _threshold(env_id: str, runs: Sequence[RunRecord], source: str) -> float:
+    thresholds = {run.threshold for run in runs if run.threshold is not None}
+    if len(thresholds) != 1 or any(run.threshold is None for run in runs):
         raise ValueError(
             f"{env_id} (in {source}) has runs without a success threshold, or with different ones "
             f"{sorted(thresholds)}: the normalised score needs one; set evaluation.threshold in its spec"
@@ -176,19 +334,17 @@ def _threshold(env_id: str, runs: Sequence[FinishedRun], source: str) -> float:
     return float(thresholds.pop())
 
 
-def _at_fractions(run: FinishedRun, fractions: np.ndarray) -> np.ndarray:
+def _at_fractions(run: RunRecord, fractions: np.ndarray) -> np.ndarray:
     """A run's mean evaluation return at each fraction of its budget: the latest evaluation at or before it.
 
     The final evaluation counts as the whole budget, also when the last on-policy rollout overshot it.
     NaN where no evaluation came that early.
     """
-    budget = run.config["run"]["total_timesteps"]
-    done = np.minimum(run.timesteps / budget, 1.0)
+    done = np.minimum(run.timesteps / run.total_timesteps, 1.0)
     done[-1] = 1.0
-    means = run.returns.mean(axis=1)
     # A small tolerance: 10,000 / 100,000 must count as 0.1 whatever the float rounding.
     index = np.searchsorted(done, fractions + 1e-9, side="right") - 1
-    return np.where(index >= 0, means[np.maximum(index, 0)], np.nan)
+    return np.where(index >= 0, run.means[np.maximum(index, 0)], np.nan)
 
 
 def _iqm_with_band(groups: Sequence[np.ndarray], reps: int, confidence: float, seed: int) -> Curve:
@@ -247,7 +403,9 @@ def aggregate(
 ) -> AggregateResult:
     """Compute the cross-env statistics of the finished runs of several experiments, one per env.
 
-    :param experiment_dirs: the experiment folders (``<out>/<name>``), each holding the runs of its env(s)
+    :param experiment_dirs: the folders, each holding the runs of its env(s): experiment folders of a run
+        store (``<out>/<name>``) or committed results folders (``runs.csv`` and ``evaluations.csv``), in any
+        mix (:func:`read_runs`)
     :param random_scores: each env's uniformly random mean return (:func:`read_random_scores`)
     :param taus: the normalised scores at which to read the performance profiles
     :param fractions: the fractions of each agent's budget, in ``(0, 1]``, at which to read the curves
@@ -256,7 +414,8 @@ def aggregate(
     :param seed: the bootstrap's random seed
     :return: the statistics
     :raises ValueError: naming the folder or env: an empty folder, an env in two folders, an env without a
-        threshold or without a random score, no label with runs on every env
+        threshold or without a random score, no label with runs on every env; a results folder that cannot
+        be read (:func:`read_runs`)
     """
     if isinstance(experiment_dirs, str | Path) or not experiment_dirs:
         raise ValueError(f"experiment_dirs must be a non-empty list of folders, got {experiment_dirs!r}")
@@ -283,7 +442,7 @@ def aggregate(
                 f"{env_id}: its threshold ({thresholds[env_id]}) is not above its random score "
                 f"({randoms[env_id]}), so the scores cannot be normalised"
             )
-    by_label: dict[str, dict[str, list[FinishedRun]]] = {}
+    by_label: dict[str, dict[str, list[RunRecord]]] = {}
     for env_id in envs:
         for run in runs[env_id]:
             by_label.setdefault(run.label, {}).setdefault(env_id, []).append(run)
@@ -300,8 +459,7 @@ def aggregate(
         return normalized_score(values, randoms[env_id], thresholds[env_id])
 
     returns = {
-        label: {e: np.array([r.result.final_return for r in by_label[label][e]]) for e in envs}
-        for label in labels
+        label: {e: np.array([r.final_return for r in by_label[label][e]]) for e in envs} for label in labels
     }
     scores = {label: {e: normalise(e, returns[label][e]) for e in envs} for label in labels}
     curves = {
@@ -447,7 +605,7 @@ def write_aggregate(
     fraction of budget of an efficiency point), ``estimate``, ``low`` and ``high``. ``normalized_scores.csv``
     has every run's final return and normalised score.
 
-    :param experiment_dirs: the experiment folders, one per env
+    :param experiment_dirs: the experiment folders of run stores or results folders, one per env
     :param scores_csv: the random scores (:func:`read_random_scores`)
     :param out: the folder to write into (created)
     :param reps: bootstrap replications

@@ -139,6 +139,13 @@ def _summary_csv(summaries: list[AgentSummary]) -> str:
 
 
 def _runs_csv(summaries: list[AgentSummary]) -> str:
+    """One row per finished run: ``env_id``, ``agent``, ``seed``, ``final_return``, ``final_timestep``,
+    ``solved``, ``steps_first_reach``, ``steps_stay``, ``wall_time_s``, ``threshold`` (the run's success
+    threshold, empty for an env without one), ``total_timesteps`` (the run's budget) and ``path``.
+
+    With ``evaluations.csv`` it holds all that ``rlrelax aggregate`` reads of a run, so a committed results
+    folder can stand in for the run store (:func:`rlrelax.compare.aggregate.read_runs`).
+    """
     rows: list[list[Any]] = [
         [
             "env_id",
@@ -150,11 +157,14 @@ def _runs_csv(summaries: list[AgentSummary]) -> str:
             "steps_first_reach",
             "steps_stay",
             "wall_time_s",
+            "threshold",
+            "total_timesteps",
             "path",
         ]
     ]
     for s in summaries:
         for run, final, first, stay in zip(s.runs, s.final_returns, s.first_reach, s.stay, strict=True):
+            threshold = run.result.threshold
             rows.append(
                 [
                     s.env_id,
@@ -166,6 +176,9 @@ def _runs_csv(summaries: list[AgentSummary]) -> str:
                     "" if first is None else first,
                     "" if stay is None else stay,
                     _num(run.result.wall_time_s, 1),
+                    # In full: rlrelax aggregate normalises by it, from this file when the runs are gone.
+                    "" if threshold is None else repr(float(threshold)),
+                    int(run.config["run"]["total_timesteps"]),
                     run.path,
                 ]
             )
@@ -356,9 +369,11 @@ def write_report(experiment_dir: str | Path, *, reps: int = 10_000, seed: int = 
     """Write ``report.md``, ``summary.csv``, ``runs.csv``, ``evaluations.csv`` and the two plots; where runs
     asked for gradient diagnostics, also ``gradient_curves.csv`` and ``gradient_diagnostics.png``.
 
-    ``runs.csv`` holds each run's final return, ``evaluations.csv`` every evaluation of every run and
-    ``gradient_curves.csv`` the gradient statistics over training (IQM over runs with 95% bands): small
-    enough to commit, they keep a comparison's results when its run folders are gone.
+    ``runs.csv`` holds each run's final return, success threshold and budget, ``evaluations.csv`` every
+    evaluation of every run and ``gradient_curves.csv`` the gradient statistics over training (IQM over runs
+    with 95% bands): small enough to commit, they keep a comparison's results when its run folders are gone,
+    and ``rlrelax aggregate`` reads a folder holding ``runs.csv`` and ``evaluations.csv`` as it reads the
+    run store.
 
     The plots need matplotlib (``pip install 'rlrelax[compare]'``); without it they are left out and the
     report says so.

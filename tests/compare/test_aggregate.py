@@ -1,17 +1,29 @@
 """Statistics across envs (``rlrelax aggregate``) on synthetic run stores: the normalisation, the stratified
 bootstrap, the performance profiles, the probability of improvement, the sample-efficiency curves, the report
-files and the errors."""
+files and the errors; and the same statistics from the results folders the report writes of them."""
 
 import csv
+import dataclasses
 import io
-from collections.abc import Sequence
+import re
+import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from rlrelax.cli import EXIT_INVALID, main
-from rlrelax.compare.aggregate import aggregate, normalized_score, read_random_scores, write_aggregate
+from rlrelax.compare.aggregate import (
+    AggregateResult,
+    aggregate,
+    normalized_score,
+    read_random_scores,
+    read_runs,
+    write_aggregate,
+)
+from rlrelax.compare.report import write_report
 from rlrelax.compare.stats import probability_of_improvement
 from rlrelax.compare.store import RunResult, claim_run_dir, run_dir
 
@@ -39,7 +51,14 @@ def write_run(
     folder = run_dir(root, env_id.lower(), env_id, label, seed)
     with claim_run_dir(folder, wipe=True) as held:
         held.write_json(
-            "config.json", {"run": {"total_timesteps": budget, "evaluation": {"threshold": threshold}}}
+            "config.json",
+            {
+                "run": {
+                    "algorithm": label,
+                    "total_timesteps": budget,
+                    "evaluation": {"threshold": threshold, "episodes": 1},
+                }
+            },
         )
         evaluations = io.BytesIO()
         np.savez(
@@ -245,5 +264,213 @@ def test_errors_name_the_folder_or_env(
     with pytest.raises(ValueError, match=match):
         write_aggregate(dirs, scores, tmp_path / "out", reps=10)
     args = ["aggregate", *map(str, dirs), "--scores", str(scores), "--out", str(tmp_path / "out")]
+    assert main(args) == EXIT_INVALID
+    assert "rlrelax aggregate: error:" in capsys.readouterr().err
+
+
+# Runs of three labels on two envs, with returns of at most three decimals (which the report's CSVs keep
+# exactly): label -> seed -> (returns, their timesteps), on a budget of 100 for CartPole (the last rollout of
+# seed 1 overshooting it) and 1000 for Acrobot. C has no Acrobot run, so it is left out.
+STORES: dict[str, tuple[int, dict[str, dict[int, tuple[list[float], list[int]]]]]] = {
+    "CartPole-v1": (
+        100,
+        {
+            "A": {
+                0: ([100.0, 250.5], [50, 100]),
+                1: ([60.0, 300.0, 338.5], [50, 100, 104]),
+                2: ([30.0, 475.0], [50, 100]),
+            },
+            "B": {
+                0: ([200.0, 400.0], [50, 100]),
+                1: ([150.5, 420.0], [50, 100]),
+                2: ([90.0, 129.5], [50, 100]),
+            },
+            "C": {0: ([100.0, 120.0], [50, 100])},
+        },
+    ),
+    "Acrobot-v1": (
+        1000,
+        {
+            "A": {
+                0: ([-500.0, -400.0, -300.0, -150.5], [250, 500, 750, 1000]),
+                1: ([-480.0, -250.0, -120.0, -80.0], [250, 500, 750, 1000]),
+            },
+            "B": {
+                0: ([-450.0, -350.0, -200.0, -99.5], [250, 500, 750, 1000]),
+                1: ([-500.0, -500.0, -450.0, -400.0], [250, 500, 750, 1000]),
+            },
+        },
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def committed(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], list[Path]]:
+    """The run stores of :data:`STORES` (one experiment folder per env) and, for each, a results folder
+    holding the ``runs.csv`` and ``evaluations.csv`` that the report wrote of it, as a commit keeps them."""
+    root = tmp_path_factory.mktemp("committed")
+    for env_id, (budget, labels) in STORES.items():
+        for label, seeds in labels.items():
+            for seed, (returns, timesteps) in seeds.items():
+                write_run(root / "runs", env_id, label, seed, returns, timesteps, budget=budget)
+    stores = sorted((root / "runs").iterdir())
+    results = []
+    for store in stores:
+        write_report(store, reps=20)
+        folder = root / "results" / store.name
+        folder.mkdir(parents=True)
+        for name in ("runs.csv", "evaluations.csv"):
+            shutil.copyfile(store / name, folder / name)
+        results.append(folder)
+    return stores, results
+
+
+def assert_same(store: Any, results: Any, where: str = "") -> None:
+    """Exactly equal, through dicts, tuples and arrays (NaN equal to NaN)."""
+    if isinstance(store, dict):
+        assert store.keys() == results.keys(), where
+        for key in store:
+            assert_same(store[key], results[key], f"{where}[{key!r}]")
+    elif isinstance(store, np.ndarray):
+        np.testing.assert_array_equal(store, results, err_msg=where, strict=True)
+    elif isinstance(store, tuple | list):
+        assert len(store) == len(results), where
+        for index, (a, b) in enumerate(zip(store, results, strict=True)):
+            assert_same(a, b, f"{where}[{index}]")
+    else:
+        assert store == results, where
+
+
+def test_runs_csv_has_the_threshold_and_the_budget(committed: tuple[list[Path], list[Path]]) -> None:
+    _, results = committed
+    with open(results[1] / "runs.csv", newline="") as file:
+        reader = csv.DictReader(file)
+        rows = list(reader)
+    assert reader.fieldnames is not None and reader.fieldnames[-3:] == [
+        "threshold",
+        "total_timesteps",
+        "path",
+    ]
+    assert {(row["threshold"], row["total_timesteps"]) for row in rows} == {("475.0", "100")}
+
+
+def test_results_folders_give_the_statistics_of_the_stores(
+    committed: tuple[list[Path], list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stores, results = committed
+    for store, folder in zip(stores, results, strict=True):
+        assert [(r.env_id, r.label, r.seed) for r in read_runs(store)] == [
+            (r.env_id, r.label, r.seed) for r in read_runs(folder)
+        ]
+    expected = aggregate(stores, RANDOM, reps=300, seed=1)
+    assert expected.missing == {"C": ("Acrobot-v1",)} and np.isnan(expected.efficiency["A"][0][0])
+    # Results folders alone, and mixed with a store: every number the same, only the sources differ.
+    for dirs in (results, [stores[0], results[1]]):
+        got = aggregate(dirs, RANDOM, reps=300, seed=1)
+        assert got.sources == {e: str(d) for e, d in zip(got.envs, dirs, strict=True)}
+        for field in dataclasses.fields(AggregateResult):
+            if field.name != "sources":
+                assert_same(getattr(expected, field.name), getattr(got, field.name), field.name)
+    # Through the command, the tables of the results folders are those of the stores, byte for byte.
+    scores = write_csv(tmp_path)
+    write_aggregate(stores, scores, tmp_path / "from-stores", reps=50)
+    args = ["aggregate", *map(str, results), "--scores", str(scores), "--out", str(tmp_path / "from-results")]
+    assert main([*args, "--reps", "50"]) == 0
+    capsys.readouterr()
+    for name in ("aggregate.csv", "normalized_scores.csv"):
+        assert (tmp_path / "from-results" / name).read_bytes() == (
+            tmp_path / "from-stores" / name
+        ).read_bytes()
+
+
+def rewrite(path: Path, change: Callable[[list[dict[str, str]]], list[dict[str, str]]]) -> None:
+    """Rewrite a CSV with its rows changed; the columns are those of the first row left (or the file's)."""
+    with open(path, newline="") as file:
+        reader = csv.DictReader(file)
+        rows = change(list(reader))
+        columns = list(rows[0]) if rows else list(reader.fieldnames or [])
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def run_is(env_id: str, label: str, seed: int) -> Callable[[dict[str, str]], bool]:
+    return lambda row: (row["env_id"], row["agent"], row["seed"]) == (env_id, label, str(seed))
+
+
+@pytest.mark.parametrize(
+    ("case", "match"),
+    [
+        (
+            "older report",
+            r"{acrobot}: its runs.csv lacks the columns threshold, total_timesteps \(an older report's\): "
+            r"rerun `rlrelax report` on the run store",
+        ),
+        (
+            "run without evaluations",
+            r"{acrobot}: the run Acrobot-v1 / A / seed-1 \(runs.csv, line 3\) has no row in evaluations.csv",
+        ),
+        (
+            "no evaluations.csv",
+            r"{acrobot}: a results folder holds runs.csv and evaluations.csv, this one has no ",
+        ),
+        (
+            "unlisted evaluations",
+            r"{acrobot}: evaluations.csv has rows of runs that runs.csv does not list: ",
+        ),
+        ("bad cell", r"{acrobot}/runs.csv, line 2: total_timesteps 'x' is not an integer"),
+        ("no runs", r"{acrobot}: holds no finished run"),
+        ("no threshold", r"CartPole-v1 \(in {cartpole}\) has runs without a success threshold"),
+        ("two folders", r"CartPole-v1 has runs in both {cartpole} and {store}"),
+    ],
+)
+def test_results_folder_errors_name_the_folder(
+    committed: tuple[list[Path], list[Path]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+    match: str,
+) -> None:
+    stores, results = committed
+    acrobot, cartpole = (shutil.copytree(folder, tmp_path / folder.name) for folder in results)
+    dirs = [acrobot, cartpole]
+    if case == "older report":
+        rewrite(
+            acrobot / "runs.csv",
+            lambda rows: [
+                {k: v for k, v in row.items() if k not in ("threshold", "total_timesteps")} for row in rows
+            ],
+        )
+    elif case == "run without evaluations":
+        rewrite(
+            acrobot / "evaluations.csv", lambda rows: [r for r in rows if not run_is("Acrobot-v1", "A", 1)(r)]
+        )
+    elif case == "no evaluations.csv":
+        (acrobot / "evaluations.csv").unlink()
+    elif case == "unlisted evaluations":
+        rewrite(acrobot / "runs.csv", lambda rows: [r for r in rows if not run_is("Acrobot-v1", "B", 1)(r)])
+        match += "Acrobot-v1 / B / seed-1$"
+    elif case == "bad cell":
+        rewrite(acrobot / "runs.csv", lambda rows: [{**row, "total_timesteps": "x"} for row in rows])
+    elif case == "no runs":
+        for name in ("runs.csv", "evaluations.csv"):
+            rewrite(acrobot / name, lambda rows: [])
+    elif case == "no threshold":
+        rewrite(cartpole / "runs.csv", lambda rows: [{**row, "threshold": ""} for row in rows])
+    else:
+        dirs.append(stores[1])
+    paths = {"acrobot": acrobot, "cartpole": cartpole, "store": stores[1]}
+    pattern = match.format(**{name: re.escape(str(path)) for name, path in paths.items()})
+    with pytest.raises(ValueError, match=pattern):
+        aggregate(dirs, RANDOM, reps=10)
+    args = [
+        "aggregate",
+        *map(str, dirs),
+        "--scores",
+        str(write_csv(tmp_path)),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert main(args) == EXIT_INVALID
     assert "rlrelax aggregate: error:" in capsys.readouterr().err

@@ -180,6 +180,8 @@ def test_report_reads_finished_runs_only_and_is_deterministic(
     with open(directory / "runs.csv") as file:
         runs = list(csv.DictReader(file))
     assert [(r["agent"], r["seed"]) for r in runs] == [("Failing", "0"), ("PPO", "0"), ("PPO", "1")]
+    # What rlrelax aggregate needs of a run besides its returns: the threshold in full and the budget.
+    assert (runs[1]["threshold"], runs[1]["total_timesteps"]) == ("475.0", "500")
     assert len(finished_runs(directory)) == 3
     with open(directory / "evaluations.csv") as file:
         evaluations = list(csv.DictReader(file))
