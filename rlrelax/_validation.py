@@ -10,7 +10,7 @@ it without loading torch); the checks of tensors, temperatures and generators ar
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from numbers import Integral, Real
 
 
@@ -105,3 +105,40 @@ def check_choice(value: object, name: str, choices: Iterable[str]) -> str:
     if value not in valid:
         raise ValueError(f"{name} must be one of {valid}, got {value!r}")
     return value
+
+
+def check_number_or_schedule(
+    value: object, name: str, check: Callable[[object, str], float], requirement: str
+) -> None:
+    """Check a hyperparameter that is a number or a schedule of SB3's ``progress_remaining`` (1 -> 0).
+
+    A schedule is called at both ends of training, so a bad one fails before any work starts.
+
+    :param value: the number or schedule to check
+    :param name: the argument name used in the error message
+    :param check: the check of one value, e.g. :func:`check_positive`
+    :param requirement: what ``check`` requires, for the type error, e.g. ``"> 0"``
+    """
+    if callable(value):
+        for progress in (1.0, 0.0):
+            check(value(progress), f"{name} (schedule {value!r} at progress {progress})")
+    elif isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a float {requirement} or a schedule, got {value!r}")
+    else:
+        check(value, name)
+
+
+def value_at(
+    value: float | Callable[[float], float], progress: float, name: str, check: Callable[[object, str], float]
+) -> float:
+    """The value of a number-or-schedule hyperparameter at ``progress`` remaining, checked.
+
+    :param value: a number, or a schedule of the progress remaining
+    :param progress: SB3's ``progress_remaining``
+    :param name: the argument name used in the error message
+    :param check: the check of the value, e.g. :func:`check_positive`
+    :return: the value as a float
+    """
+    if callable(value):
+        return check(value(progress), f"{name}({progress})")
+    return float(value)

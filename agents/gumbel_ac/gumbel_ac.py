@@ -15,7 +15,14 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayB
 from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
 from torch.nn import functional as F
 
-from rlrelax._validation import check_choice, check_int, check_non_negative, check_positive
+from rlrelax._validation import (
+    check_choice,
+    check_int,
+    check_non_negative,
+    check_number_or_schedule,
+    check_positive,
+    value_at,
+)
 from rlrelax.agents.common import (
     MAX_ENUMERATED_ACTIONS,
     SOFT_CRITIC_LEARNING_RATE,
@@ -237,7 +244,7 @@ class GumbelAC(OffPolicyAlgorithm):
         check_choice(estimator, "estimator", (*ESTIMATOR_NAMES, *ESTIMATOR_ALIASES))
         check_choice(next_value, "next_value", (*NEXT_VALUES, AUTO))
         check_choice(critic_input, "critic_input", (*CRITIC_INPUTS, AUTO))
-        _check_temperature(temperature)
+        check_number_or_schedule(temperature, "temperature", check_positive, "> 0")
         check_int(n_samples, "n_samples", minimum=1)
         check_int(n_rao_samples, "n_rao_samples", minimum=1)
         ent_coef_auto, _ = parse_ent_coef(ent_coef)
@@ -361,10 +368,7 @@ class GumbelAC(OffPolicyAlgorithm):
         """
         :return: The Gumbel temperature at the current progress, checked to be a finite number > 0
         """
-        if callable(self.temperature):
-            value = self.temperature(self._current_progress_remaining)
-            return check_positive(value, f"temperature({self._current_progress_remaining})")
-        return float(self.temperature)
+        return value_at(self.temperature, self._current_progress_remaining, "temperature", check_positive)
 
     def _current_ent_coef(self) -> th.Tensor:
         if self.log_ent_coef is not None:
@@ -546,7 +550,7 @@ class GumbelAC(OffPolicyAlgorithm):
         if temperature is None:
             temperature = self._current_temperature()
         else:
-            _check_temperature(temperature)
+            check_number_or_schedule(temperature, "temperature", check_positive, "> 0")
         observations = replay_observations(self.replay_buffer, batch_size, generator, self._vec_normalize_env)
         parameters = list(self.actor.parameters())
 
@@ -772,19 +776,3 @@ def _settings_for_space(
             f"draws, so n_samples must be >= 2, got {n_samples}"
         )
     return critic_input, next_value
-
-
-def _check_temperature(temperature: object) -> None:
-    """Check that ``temperature`` is a number > 0, or a schedule that is > 0 at both ends of training.
-
-    :param temperature: a float or a schedule of the progress remaining
-    """
-    if callable(temperature):
-        for progress in (1.0, 0.0):
-            check_positive(
-                temperature(progress), f"temperature (schedule {temperature!r} at progress {progress})"
-            )
-    elif isinstance(temperature, bool) or not isinstance(temperature, int | float):
-        raise TypeError(f"temperature must be a float > 0 or a schedule, got {temperature!r}")
-    else:
-        check_positive(temperature, "temperature")

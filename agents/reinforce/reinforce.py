@@ -21,8 +21,10 @@ from rlrelax._validation import (
     check_choice,
     check_int,
     check_non_negative,
+    check_number_or_schedule,
     check_positive,
     check_unit_interval,
+    value_at,
 )
 from rlrelax.agents.common import (
     ActorGradientDraws,
@@ -250,7 +252,9 @@ class REINFORCE(BaseAlgorithm):
         batch; with ``baseline="none"`` this is return normalisation; with ``baseline="relax"`` the returns
         are standardised instead (over the batch), since the control variate's correction terms must stay
         on the scale of the returns it is subtracted from
-    :param ent_coef: the entropy bonus coefficient
+    :param ent_coef: the entropy bonus coefficient, a float >= 0 or a schedule of the remaining progress
+        (1 -> 0), read at the start of each update; RL Zoo style ``"lin_0.05"`` in a hyperparameter file
+        fades it to 0
     :param vf_coef: the value-loss coefficient (``baseline="value"`` only)
     :param max_grad_norm: the gradient-norm clipping threshold, or ``None`` for no clipping
     :param stats_window_size: the number of episodes ``rollout/ep_rew_mean`` averages over
@@ -274,7 +278,7 @@ class REINFORCE(BaseAlgorithm):
         gamma: float = 0.99,
         baseline: str = "value",
         normalize_advantage: bool = True,
-        ent_coef: float = 0.0,
+        ent_coef: float | Schedule = 0.0,
         vf_coef: float = 0.5,
         max_grad_norm: float | None = 0.5,
         stats_window_size: int = 100,
@@ -290,7 +294,7 @@ class REINFORCE(BaseAlgorithm):
             n_episodes, f"n_episodes (with baseline={baseline!r})", 2 if baseline == "leave_one_out" else 1
         )
         check_unit_interval(gamma, "gamma", include_zero=True)
-        check_non_negative(ent_coef, "ent_coef")
+        check_number_or_schedule(ent_coef, "ent_coef", check_non_negative, ">= 0")
         check_positive(vf_coef, "vf_coef")
         if max_grad_norm is not None:
             check_positive(max_grad_norm, "max_grad_norm")
@@ -532,7 +536,7 @@ class REINFORCE(BaseAlgorithm):
             policy_loss, step_entropy = self._relax_policy_loss(batch, returns, generator, info)
             info["policy_loss"] = policy_loss
             info["entropy"] = step_entropy.mean()
-            return policy_loss - self.ent_coef * info["entropy"], info
+            return policy_loss - self._current_ent_coef() * info["entropy"], info
         if self.baseline == "value":
             values, log_probs, entropy = self.policy.evaluate_actions(batch.observations, batch.actions)
             values = values.flatten()
@@ -566,7 +570,7 @@ class REINFORCE(BaseAlgorithm):
         policy_loss = -score_function_surrogate(log_probs, advantages) / advantages.numel()
         info["policy_loss"] = policy_loss
         info["entropy"] = entropy.mean()
-        return policy_loss - self.ent_coef * info["entropy"], info
+        return policy_loss - self._current_ent_coef() * info["entropy"], info
 
     def _relax_policy_loss(
         self,
@@ -645,6 +649,12 @@ class REINFORCE(BaseAlgorithm):
             estimates.append(flat_gradient(info["policy_loss"], parameters))
         return ActorGradientDraws(th.stack(estimates), None)
 
+    def _current_ent_coef(self) -> float:
+        """
+        :return: the entropy bonus coefficient at the current progress, checked to be a finite number >= 0
+        """
+        return value_at(self.ent_coef, self._current_progress_remaining, "ent_coef", check_non_negative)
+
     def train(self) -> None:
         """Take one gradient step on the episodes in ``episode_buffer``."""
         self.policy.set_training_mode(True)
@@ -672,6 +682,7 @@ class REINFORCE(BaseAlgorithm):
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/n_episodes", len(episodes))
         self.logger.record("train/batch_steps", self.episode_buffer.n_steps)
+        self.logger.record("train/ent_coef", self._current_ent_coef())
         self.logger.record("train/loss", loss.item())
         for key, value in info.items():
             self.logger.record(f"train/{key}", value.item())

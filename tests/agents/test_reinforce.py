@@ -25,6 +25,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rlrelax.agents.reinforce import REINFORCE
 from rlrelax.agents.reinforce.reinforce import BASELINES, EpisodeBatch, discounted_returns
+from rlrelax.relax import LinearSchedule
 
 SMALL = {"policy_kwargs": {"net_arch": [16]}, "n_episodes": 2}
 
@@ -113,6 +114,7 @@ def test_learn_stops_at_the_budget() -> None:
         ({"gamma": 1.5}, "gamma"),
         ({"ent_coef": -0.1}, "ent_coef"),
         ({"ent_coef": float("nan")}, "ent_coef"),
+        ({"ent_coef": LinearSchedule(0.05, -0.01)}, r"ent_coef \(schedule .* at progress 0.0\)"),
         ({"vf_coef": 0.0}, "vf_coef"),
         ({"max_grad_norm": -1.0}, "max_grad_norm"),
         ({"learning_rate": 0.0}, "learning_rate"),
@@ -129,6 +131,7 @@ def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
         ({"n_episodes": 2.5}, "n_episodes .* must be an int, got 2.5"),
         ({"baseline": None}, "baseline must be one of"),
         ({"gamma": "0.9"}, "gamma must be a real number"),
+        ({"ent_coef": "0.05"}, "ent_coef must be a float >= 0 or a schedule, got '0.05'"),
     ],
 )
 def test_arguments_of_the_wrong_type(kwargs: dict[str, Any], message: str) -> None:
@@ -375,6 +378,19 @@ def test_logged_keys_in_csv(tmp_path: Path) -> None:
         }
         assert expected <= keys
         assert ("train/value_loss" in keys) == (baseline == "value")
+
+
+def test_a_scheduled_entropy_bonus_fades_with_the_progress_remaining(tmp_path: Path) -> None:
+    model = REINFORCE("MlpPolicy", "CartPole-v1", seed=0, ent_coef=LinearSchedule(0.05, 0.0), **SMALL)
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(2_000)
+    with open(tmp_path / "progress.csv") as file:
+        logged = [float(row["train/ent_coef"]) for row in csv.DictReader(file) if row["train/ent_coef"]]
+    assert logged == sorted(logged, reverse=True) and 0.05 >= logged[0] > 0.04 and logged[-1] < 0.01
+    # The loss takes the value at the progress remaining when it is computed.
+    model._current_progress_remaining = 0.4
+    loss, info = model._actor_loss(make_batch(model))
+    th.testing.assert_close(loss, info["policy_loss"] - 0.02 * info["entropy"])
 
 
 def test_progress_bar_and_tensorboard(tmp_path: Path) -> None:
