@@ -67,7 +67,7 @@ Curve = tuple[np.ndarray, np.ndarray, np.ndarray]
 """A statistic at each point of a grid with its 95% band: ``(estimate, low, high)``."""
 _T = TypeVar("_T")
 #: The columns of a results folder's ``runs.csv`` and ``evaluations.csv`` that :func:`read_runs` reads.
-RUNS_COLUMNS = ("env_id", "agent", "seed", "final_return", "threshold", "total_timesteps")
+RUNS_COLUMNS = ("env_id", "agent", "seed", "final_return", "wall_time_s", "threshold", "total_timesteps")
 EVALUATIONS_COLUMNS = ("env_id", "agent", "seed", "timestep", "mean_return")
 
 
@@ -81,6 +81,7 @@ class RunRecord:
     :param threshold: the env's success threshold, or ``None`` for an env without one
     :param final_return: the final model's mean evaluation return
     :param total_timesteps: the run's budget of env steps
+    :param wall_time_s: the run's wall time, its periodic evaluations included
     :param timesteps: the env steps of each evaluation, shape ``(n_evals,)``
     :param means: the mean return of each evaluation over its episodes, shape ``(n_evals,)``
     """
@@ -91,6 +92,7 @@ class RunRecord:
     threshold: float | None
     final_return: float
     total_timesteps: int
+    wall_time_s: float
     timesteps: np.ndarray
     means: np.ndarray
 
@@ -108,6 +110,7 @@ class RunRecord:
             threshold=run.result.threshold,
             final_return=run.result.final_return,
             total_timesteps=int(run.config["run"]["total_timesteps"]),
+            wall_time_s=run.result.wall_time_s,
             timesteps=run.timesteps,
             means=run.returns.mean(axis=1),
         )
@@ -178,6 +181,7 @@ def _read_results(folder: Path) -> list[RunRecord]:
             threshold=threshold,
             final_return=_cell(runs_csv, line, row, "final_return", float),
             total_timesteps=budget,
+            wall_time_s=_cell(runs_csv, line, row, "wall_time_s", float),
             timesteps=np.array(timesteps, dtype=np.int64),
             means=np.array(means, dtype=np.float64),
         )
@@ -282,6 +286,8 @@ class AggregateResult:
     :param improvement: (label x, label y) -> P(X > Y) averaged over envs, with its interval, for x != y
     :param fractions: the grid of the sample-efficiency curves, fractions of each agent's budget
     :param efficiency: label -> the IQM of the normalised evaluation score at each fraction, with bands
+    :param wall_time_s: label -> env -> the wall time of its runs there, summed; every label with runs,
+        the left-out ones included
     """
 
     envs: tuple[str, ...]
@@ -299,6 +305,7 @@ class AggregateResult:
     improvement: dict[tuple[str, str], Interval]
     fractions: np.ndarray
     efficiency: dict[str, Curve]
+    wall_time_s: dict[str, dict[str, float]]
 
 
 def _runs_by_env(
@@ -496,6 +503,10 @@ def aggregate(
         },
         fractions=fractions,
         efficiency={label: _iqm_with_band(curves[label], reps, confidence, seed) for label in labels},
+        wall_time_s={
+            label: {e: sum(r.wall_time_s for r in per_env[e]) for e in envs if e in per_env}
+            for label, per_env in sorted(by_label.items())
+        },
     )
 
 
@@ -585,6 +596,23 @@ def _markdown(result: AggregateResult, figures: Sequence[str]) -> str:
         # "-": some run of the label had not been evaluated yet at that fraction of its budget.
         points = ("-" if math.isnan(v) else f"{v:.2f}" for v in result.efficiency[label][0])
         lines.append(f"| {label} | {' | '.join(points)} |")
+    lines += [
+        "",
+        "## Where the time went: wall time of the runs, minutes, summed over seeds",
+        "",
+        "Each run's training with its periodic evaluations, as the runs recorded it: runs that shared their "
+        "cores with other work took longer than they would alone.",
+        "",
+        f"| label | {' | '.join(envs)} | all envs |",
+        f"| --- | {' | '.join('---:' for _ in envs)} | ---: |",
+    ]
+    for label in [*order, *result.missing]:
+        seconds = result.wall_time_s[label]
+        minutes = (f"{seconds[e] / 60:.1f}" if e in seconds else "-" for e in envs)
+        lines.append(f"| {label} | {' | '.join(minutes)} | {sum(seconds.values()) / 60:.1f} |")
+    env_totals = [sum(seconds.get(e, 0.0) for seconds in result.wall_time_s.values()) for e in envs]
+    total_cells = " | ".join(f"{total / 60:.1f}" for total in env_totals)
+    lines.append(f"| all labels | {total_cells} | {sum(env_totals) / 60:.1f} |")
     lines += ["", *(f"![{name}]({name})" for name in figures), ""]
     return "\n".join(lines)
 

@@ -40,6 +40,7 @@ def write_run(
     timesteps: Sequence[int] | None = None,
     budget: int = 100,
     with_threshold: bool = True,
+    wall_time_s: float = 1.0,
 ) -> None:
     """A finished run as the store writes it, with one episode per evaluation; the experiment is the env."""
     steps = (
@@ -72,7 +73,9 @@ def write_run(
         held.write("model.zip", b"")
         solved = None if threshold is None else returns[-1] >= threshold
         held.finish(
-            RunResult(float(returns[-1]), steps[-1], len(steps), threshold, solved, 1.0, "a", "2000-01-01")
+            RunResult(
+                float(returns[-1]), steps[-1], len(steps), threshold, solved, wall_time_s, "a", "2000-01-01"
+            )
         )
 
 
@@ -230,6 +233,27 @@ def test_write_aggregate_and_the_command(tmp_path: Path, capsys: pytest.CaptureF
     assert len(runs) == 6 and float(runs[0]["normalized_score"]) == pytest.approx(0.5)
     before = (tmp_path / "out" / "aggregate.md").read_text()
     assert main(args) == 0 and (tmp_path / "out" / "aggregate.md").read_text() == before  # deterministic
+
+
+def test_where_the_time_went_sums_each_label_s_runs_per_env(tmp_path: Path) -> None:
+    for label, env_id, seed, seconds in [
+        ("A", "CartPole-v1", 0, 60.0),
+        ("A", "CartPole-v1", 1, 120.0),
+        ("A", "Acrobot-v1", 0, 30.0),
+        ("B", "CartPole-v1", 0, 600.0),  # no Acrobot-v1 run: left out of the statistics, not of the time
+    ]:
+        write_run(tmp_path, env_id, label, seed, [score(env_id, 1.0)], wall_time_s=seconds)
+    dirs = [tmp_path / "acrobot-v1", tmp_path / "cartpole-v1"]
+    result = aggregate(dirs, RANDOM, reps=10)
+    assert result.missing == {"B": ("Acrobot-v1",)}
+    expected = {"A": {"Acrobot-v1": 30.0, "CartPole-v1": 180.0}, "B": {"CartPole-v1": 600.0}}
+    assert result.wall_time_s == expected
+    write_aggregate(dirs, write_csv(tmp_path), tmp_path / "out", reps=10)
+    report = (tmp_path / "out" / "aggregate.md").read_text()
+    table = report.split("## Where the time went")[1]
+    assert "| label | Acrobot-v1 | CartPole-v1 | all envs |" in table
+    for row in ("| A | 0.5 | 3.0 | 3.5 |", "| B | - | 10.0 | 10.0 |", "| all labels | 0.5 | 13.0 | 13.5 |"):
+        assert row in table
 
 
 @pytest.mark.parametrize(
