@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="run only the spec's first N seeds: a reduced run whose runs a later full run keeps",
     )
+    compare.add_argument(
+        "--agents",
+        nargs="+",
+        default=None,
+        metavar="LABEL",
+        help="run only these agents of the spec (by label): a part whose runs a later full run keeps",
+    )
     compare.add_argument("--backend", choices=("local", "ray"), default="local", help="where runs execute")
     compare.add_argument(
         "--ray-address", default=None, help="Ray cluster to join (default: start a local Ray)"
@@ -162,6 +169,8 @@ def _compare(args: argparse.Namespace) -> int:
         spec = load_spec(args.spec)
         if args.seeds is not None:
             spec = spec.first_seeds(args.seeds)
+        if args.agents is not None:
+            spec = spec.only_agents(args.agents)
     except SpecError as error:
         return fail("invalid spec", error, EXIT_INVALID)
     # SIGTERM (a scheduler's stop) takes the same clean path as Ctrl-C.

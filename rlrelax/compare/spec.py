@@ -11,7 +11,7 @@ import importlib.util
 import math
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,6 +267,25 @@ class Spec:
                 self.source, "seeds", f"has {len(self.seeds)} seeds, fewer than the {count} asked for"
             )
         return dataclasses.replace(self, seeds=self.seeds[:count])
+
+    def only_agents(self, labels: Sequence[str]) -> Spec:
+        """The same spec with only the agents of ``labels``, in the spec's order: a part of the run whose
+        runs are the full one's, so a full run of the spec keeps them.
+
+        :param labels: labels of the spec's agents, at least one
+        :return: the reduced spec
+        """
+        if isinstance(labels, str) or not labels:
+            raise ValueError(f"labels must be a non-empty list of agent labels, got {labels!r}")
+        known = [agent.label for agent in self.agents]
+        unknown = [label for label in labels if label not in known]
+        if unknown:
+            raise SpecError(
+                self.source,
+                "agents",
+                f"has no agent labelled {', '.join(map(repr, unknown))}; its labels: {', '.join(known)}",
+            )
+        return dataclasses.replace(self, agents=tuple(a for a in self.agents if a.label in labels))
 
     def runs(self) -> list[RunSpec]:
         """Return the grid of runs, env by env, agent by agent (in spec order), seed by seed.

@@ -438,6 +438,10 @@ def test_cli_exit_codes_tell_a_busy_experiment_a_bad_spec_and_a_failure_apart(
     (tmp_path / "file").write_text("")
     assert main(["compare", str(spec), "--out", str(tmp_path / "file")]) == EXIT_FAILED
     assert "rlrelax compare: error while running the runs" in capsys.readouterr().err
+    # An unknown label for --agents is refused before any run starts.
+    assert main(["compare", str(spec), "--agents", "DQN", "--out", str(tmp_path / "labels")]) == EXIT_INVALID
+    assert "has no agent labelled 'DQN'; its labels: PPO" in capsys.readouterr().err
+    assert not (tmp_path / "labels").exists()
     spec.write_text("name = [")
     assert main(["compare", str(spec), "--out", str(tmp_path / "runs")]) == EXIT_INVALID
     assert "rlrelax compare: invalid spec:" in capsys.readouterr().err

@@ -294,6 +294,23 @@ def test_first_seeds_keeps_the_full_runs_configs() -> None:
         spec.first_seeds(0)
 
 
+def test_only_agents_keeps_the_full_runs_configs() -> None:
+    dqn = {"label": "dqn", "algorithm": "DQN", "total_timesteps": 200}
+    a2c = {"label": "a2c", "algorithm": "A2C", "total_timesteps": 200}
+    spec = spec_from_dict(minimal(agents=[*minimal()["agents"], dqn, a2c]))
+    part = spec.only_agents(["a2c", "ppo"])
+    assert [agent.label for agent in part.agents] == ["ppo", "a2c"]  # the spec's order
+    assert [run.to_config() for run in part.runs()] == [
+        run.to_config() for run in spec.runs() if run.agent.label in ("ppo", "a2c")
+    ]
+    with pytest.raises(SpecError, match="has no agent labelled 'PPO', 'sac'; its labels: ppo, dqn, a2c"):
+        spec.only_agents(["PPO", "dqn", "sac"])
+    with pytest.raises(ValueError, match="labels must be a non-empty list of agent labels, got 'ppo'"):
+        spec.only_agents("ppo")
+    with pytest.raises(ValueError, match=r"got \[\]"):
+        spec.only_agents([])
+
+
 def finish_without_training(folder: Path, run_config: dict[str, Any]) -> None:
     """Write a finished run's folder as the store does, with empty files where training writes its own."""
     with claim_run_dir(folder, wipe=True) as held:
