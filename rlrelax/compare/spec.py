@@ -275,7 +275,9 @@ class Spec:
         :param labels: labels of the spec's agents, at least one
         :return: the reduced spec
         """
-        if isinstance(labels, str) or not labels:
+        if isinstance(labels, str):
+            raise TypeError(f"labels must be a list of agent labels, not one string, got {labels!r}")
+        if not labels:
             raise ValueError(f"labels must be a non-empty list of agent labels, got {labels!r}")
         known = [agent.label for agent in self.agents]
         unknown = [label for label in labels if label not in known]

@@ -305,7 +305,7 @@ def test_only_agents_keeps_the_full_runs_configs() -> None:
     ]
     with pytest.raises(SpecError, match="has no agent labelled 'PPO', 'sac'; its labels: ppo, dqn, a2c"):
         spec.only_agents(["PPO", "dqn", "sac"])
-    with pytest.raises(ValueError, match="labels must be a non-empty list of agent labels, got 'ppo'"):
+    with pytest.raises(TypeError, match="labels must be a list of agent labels, not one string, got 'ppo'"):
         spec.only_agents("ppo")
     with pytest.raises(ValueError, match=r"got \[\]"):
         spec.only_agents([])
