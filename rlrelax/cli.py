@@ -204,9 +204,19 @@ def _compare(args: argparse.Namespace) -> int:
         f"{result.total} runs: {result.skipped} already finished, {len(result.finished)} finished now, "
         f"{len(result.failed)} failed"
     )
+    if result.evaluated:
+        print(f"{len(result.evaluated)} final evaluations done now")
     report = result.experiment_dir / "report.md"
     if report.exists():
         print(f"report: {report}")
+    if result.failed_evaluations:
+        print(
+            "failed final evaluations (the runs are kept; rerun the command to retry them, or delete a "
+            "damaged run's folder to redo the run):",
+            file=sys.stderr,
+        )
+        for outcome in result.failed_evaluations:
+            print(f"  {outcome.folder}: {outcome.error}", file=sys.stderr)
     if result.failed:
         print(
             "failed runs (rerun the command to retry them; a traceback, where one was written, is in the "
@@ -215,8 +225,7 @@ def _compare(args: argparse.Namespace) -> int:
         )
         for outcome in result.failed:
             print(f"  {outcome.folder}: {outcome.error}", file=sys.stderr)
-        return EXIT_FAILED
-    return 0
+    return 0 if result.ok else EXIT_FAILED
 
 
 def _report(args: argparse.Namespace) -> int:

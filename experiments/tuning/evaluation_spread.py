@@ -19,18 +19,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.vec_env import VecNormalize
 
-from rlrelax.compare.registry import import_object
-from rlrelax.compare.store import CONFIG_FILE, MODEL_FILE, VECNORMALIZE_FILE
+from rlrelax.compare.store import CONFIG_FILE, MODEL_FILE
+from rlrelax.compare.worker import final_model_returns
 
 COLUMNS = ("env_id", "agent", "seed", "episodes", "mean", "std", "share_below", "blocks", "blocks_below")
 
 
 def spread(folder: Path, episodes: int, seed: int) -> dict[str, object]:
-    """Evaluate a run's final model on ``episodes`` deterministic episodes.
+    """Evaluate a run's final model on ``episodes`` deterministic episodes, one at a time.
 
     :param folder: a finished run's folder
     :param episodes: the number of episodes
@@ -39,13 +36,7 @@ def spread(folder: Path, episodes: int, seed: int) -> dict[str, object]:
     """
     run = json.loads((folder / CONFIG_FILE).read_text())["run"]
     threshold, block = run["evaluation"]["threshold"], run["evaluation"]["episodes"]
-    env = make_vec_env(run["env_id"], n_envs=1, seed=seed)
-    if (folder / VECNORMALIZE_FILE).exists():
-        env = VecNormalize.load(str(folder / VECNORMALIZE_FILE), env)
-        env.training, env.norm_reward = False, False
-    model = import_object(run["algorithm_path"]).load(folder / MODEL_FILE, device="cpu")
-    returns, _ = evaluate_policy(model, env, episodes, deterministic=True, return_episode_rewards=True)
-    values = np.asarray(returns, dtype=np.float64)
+    values, _ = final_model_returns(folder, episodes, seed=seed, n_envs=1)
     blocks = values[: len(values) // block * block].reshape(-1, block).mean(axis=1)
     return {
         "env_id": run["env_id"],

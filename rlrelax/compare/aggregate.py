@@ -108,7 +108,7 @@ class RunRecord:
             label=run.label,
             seed=run.seed,
             threshold=run.result.threshold,
-            final_return=run.result.final_return,
+            final_return=run.final_return,
             total_timesteps=int(run.config["run"]["total_timesteps"]),
             wall_time_s=run.result.wall_time_s,
             timesteps=run.timesteps,

@@ -139,9 +139,10 @@ def _summary_csv(summaries: list[AgentSummary]) -> str:
 
 
 def _runs_csv(summaries: list[AgentSummary]) -> str:
-    """One row per finished run: ``env_id``, ``agent``, ``seed``, ``final_return``, ``final_timestep``,
-    ``solved``, ``steps_first_reach``, ``steps_stay``, ``wall_time_s``, ``threshold`` (the run's success
-    threshold, empty for an env without one), ``total_timesteps`` (the run's budget) and ``path``.
+    """One row per finished run: ``env_id``, ``agent``, ``seed``, ``final_return``, ``final_episodes`` (the
+    episodes it averages), ``final_timestep``, ``solved``, ``steps_first_reach``, ``steps_stay``,
+    ``wall_time_s``, ``threshold`` (the run's success threshold, empty for an env without one),
+    ``total_timesteps`` (the run's budget) and ``path``.
 
     With ``evaluations.csv`` it holds all that ``rlrelax aggregate`` reads of a run, so a committed results
     folder can stand in for the run store (:func:`rlrelax.compare.aggregate.read_runs`).
@@ -152,6 +153,7 @@ def _runs_csv(summaries: list[AgentSummary]) -> str:
             "agent",
             "seed",
             "final_return",
+            "final_episodes",
             "final_timestep",
             "solved",
             "steps_first_reach",
@@ -171,6 +173,7 @@ def _runs_csv(summaries: list[AgentSummary]) -> str:
                     s.label,
                     run.seed,
                     _num(float(final), 3),
+                    run.final_episodes,
                     int(run.timesteps[-1]),
                     "" if s.threshold is None else int(final >= s.threshold),
                     "" if first is None else first,
@@ -293,10 +296,28 @@ def _markdown(
     n_runs = sum(len(s.runs) for s in summaries)
     episodes = {run.config["run"]["evaluation"]["episodes"] for s in summaries for run in s.runs}
     shown = "/".join(map(str, sorted(episodes)))
+    evaluated = [run for s in summaries for run in s.runs if run.final_evaluation is not None]
+    if evaluated:
+        counts = "/".join(map(str, sorted({run.final_episodes for run in evaluated})))
+        # An agent's runs all have one or none (summarize checks), so a mix is between agents.
+        others = (
+            "" if len(evaluated) == n_runs else f" ({len(evaluated)} runs; the others: their last evaluation)"
+        )
+        how = [
+            f"{n_runs} finished runs (folders with a `result.json`). Evaluations play {shown} deterministic",
+            "episodes on a separately seeded eval env. A run's *final return* is the mean return of its",
+            f"final model over a final evaluation of {counts} deterministic episodes on that env after",
+            f"training (`final_evaluation.json`){others}.",
+        ]
+    else:
+        how = [
+            f"{n_runs} finished runs (folders with a `result.json`). A run's *final return* is the mean",
+            f"return of its last evaluation ({shown} deterministic episodes on a separately seeded eval",
+            "env), that is, of the final model.",
+        ]
+    lines += how
     lines += [
-        f"{n_runs} finished runs (folders with a `result.json`). A run's *final return* is the mean return",
-        f"of its last evaluation ({shown} deterministic episodes on a separately seeded eval env), that",
-        "is, of the final model. IQM = interquartile mean over seeds; intervals are 95% percentile intervals",
+        "IQM = interquartile mean over seeds; intervals are 95% percentile intervals",
         f"of a stratified bootstrap over seeds ({reps} replications, seed {seed}), as in rliable (Agarwal et",
         "al., 2021). *Solved*: the final return reaches the threshold. Steps to reach / to stay: median over",
         "seeds of the env steps at which an evaluation first reached the threshold, and from which every",

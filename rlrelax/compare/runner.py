@@ -10,6 +10,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
@@ -26,9 +27,17 @@ from rlrelax.compare.store import (
     claim_run_dir,
     experiment_lock,
     finished_runs,
+    read_final_evaluation,
     run_status,
 )
-from rlrelax.compare.worker import RunOutcome, execute_run_in_memory, git_commit, serve
+from rlrelax.compare.worker import (
+    RunOutcome,
+    execute_run_in_memory,
+    git_commit,
+    init_worker,
+    serve,
+    write_final_evaluation,
+)
 
 __all__ = ["CompareResult", "default_workers", "run_experiment"]
 
@@ -44,6 +53,8 @@ class CompareResult:
     :param skipped: runs already finished in the store, kept as they were
     :param finished: outcomes of the runs finished by this call
     :param failed: outcomes of the runs that failed in this call
+    :param evaluated: the folders of the runs given their final evaluation by this call
+    :param failed_evaluations: the final evaluations that failed in this call (their runs stay finished)
     """
 
     experiment_dir: Path
@@ -51,11 +62,17 @@ class CompareResult:
     skipped: int
     finished: list[RunOutcome] = field(default_factory=list)
     failed: list[RunOutcome] = field(default_factory=list)
+    evaluated: list[str] = field(default_factory=list)
+    failed_evaluations: list[RunOutcome] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """Whether every run of the spec is finished."""
-        return not self.failed and self.skipped + len(self.finished) == self.total
+        """Whether every run of the spec is finished, with the final evaluation it asks for."""
+        return (
+            not self.failed
+            and not self.failed_evaluations
+            and self.skipped + len(self.finished) == self.total
+        )
 
 
 def default_workers() -> int:
@@ -286,6 +303,45 @@ def _run_ray(
             raise
 
 
+def _final_evaluation_due(folder: Path, episodes: int) -> bool:
+    """Whether a finished run lacks a final evaluation of ``episodes`` episodes."""
+    returns = read_final_evaluation(folder)
+    return returns is None or len(returns) != episodes
+
+
+def _evaluate_final_models(
+    due: list[RunSpec], out: Path, episodes: int, workers: int, result: CompareResult, bar: _Progress
+) -> None:
+    """Give each finished run its final evaluation, in local worker processes (one run per core).
+
+    Local whatever the backend: each evaluation reads and writes its run folder in the store. An interrupted
+    evaluation leaves its run as it was, and the next call does it again.
+    """
+    context = multiprocessing.get_context("spawn")
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker)
+    try:
+        jobs = {executor.submit(write_final_evaluation, str(run.folder(out)), episodes): run for run in due}
+        for job in as_completed(jobs):
+            run = jobs[job]
+            name = f"{run.env_id} {run.agent.label} seed={run.seed}"
+            folder = str(run.folder(out))
+            error = job.result()
+            if error is None:
+                result.evaluated.append(folder)
+                returns = read_final_evaluation(run.folder(out))
+                assert returns is not None
+                bar.line(f"final evaluation of {name}: mean return {returns.mean():.1f}, {episodes} episodes")
+            else:
+                result.failed_evaluations.append(RunOutcome(folder, error=error))
+                bar.line(f"FAILED final evaluation of {name}: {error}")
+    except BaseException:
+        # Ctrl-C or an error here: the evaluations under way end (each writes its file atomically, or
+        # nothing), those not begun are dropped.
+        executor.shutdown(wait=True, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)
+
+
 def run_experiment(
     spec: Spec,
     out: str | Path = "runs",
@@ -300,7 +356,10 @@ def run_experiment(
 
     Finished runs (``result.json`` present, same config) are kept; unfinished ones are wiped and redone;
     a failed run leaves its traceback in ``error.txt`` and the others go on. Interrupting (Ctrl-C) stops
-    the workers and raises ``KeyboardInterrupt``; running the same call again resumes.
+    the workers and raises ``KeyboardInterrupt``; running the same call again resumes. When the spec asks
+    for a final evaluation (``final_episodes``), every finished run of the spec without one of that many
+    episodes then gets it, from its saved model, in local worker processes; runs finished before the spec
+    asked for it are evaluated, not trained again.
 
     The local backend starts its workers with ``multiprocessing``'s ``spawn``, which imports the calling
     script in each worker: a script that calls this needs the ``if __name__ == "__main__":`` guard.
@@ -346,9 +405,21 @@ def run_experiment(
                     _run_local(pending, out, count, commit, done)
                 else:
                     _run_ray(pending, out, workers or default_workers(), ray_address, commit, done)
+            episodes = spec.evaluation.final_episodes
+            if episodes is not None:
+                due = [
+                    run
+                    for run in runs
+                    if run_status(run.folder(out), run.to_config()) == "finished"
+                    and _final_evaluation_due(run.folder(out), episodes)
+                ]
+                if due:
+                    count = min(workers or default_workers(), len(due))
+                    _evaluate_final_models(due, out, episodes, count, result, bar)
         finally:
             bar.close()
-    if report and finished_runs(experiment_dir):
+    # With a final evaluation missing, some final returns would average fewer episodes than others.
+    if report and not result.failed_evaluations and finished_runs(experiment_dir):
         from rlrelax.compare.report import write_report
 
         write_report(experiment_dir)

@@ -37,7 +37,7 @@ __all__ = [
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _TOP_KEYS = {"name", "envs", "seeds", "evaluation", "logging", "diagnostics", "agents"}
-_EVAL_KEYS = {"every", "episodes", "seed_offset", "threshold"}
+_EVAL_KEYS = {"every", "episodes", "final_episodes", "seed_offset", "threshold"}
 _DIAGNOSTICS_KEYS = {"every", "draws", "batch_size"}
 _AGENT_KEYS = {
     "label",
@@ -98,12 +98,17 @@ class Evaluation:
         episodes run in up to 16 copies side by side, copy ``i`` seeded with ``s + seed_offset + i``
     :param thresholds: the success threshold of each env id (``None`` for an env without one: the report then
         leaves out what needs it)
+    :param final_episodes: deterministic episodes of a final evaluation of each run's final model, after
+        training, on the periodic evaluations' env, whose mean is then the run's final return; ``None``: the
+        last periodic evaluation's mean is. Not part of a run's config: a finished run gets (or replaces) its
+        final evaluation without being trained again.
     """
 
     every: int
     episodes: int
     seed_offset: int
     thresholds: Mapping[str, float | None]
+    final_episodes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -584,6 +589,11 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Spec:
     _unknown_keys(evaluation, _EVAL_KEYS, "evaluation.", source)
     every = _positive_int(evaluation, "every", "evaluation.", source, default=DEFAULT_EVALUATION_EVERY)
     episodes = _positive_int(evaluation, "episodes", "evaluation.", source, default=10)
+    final_episodes = (
+        _positive_int(evaluation, "final_episodes", "evaluation.", source, default=1)
+        if "final_episodes" in evaluation
+        else None
+    )
     seed_offset = evaluation.get("seed_offset", 1000)
     if not _is_int(seed_offset) or seed_offset < 0:
         raise SpecError(
@@ -623,7 +633,11 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Spec:
         envs=envs,
         seeds=seeds,
         evaluation=Evaluation(
-            every=every, episodes=episodes, seed_offset=int(seed_offset), thresholds=thresholds
+            every=every,
+            episodes=episodes,
+            seed_offset=int(seed_offset),
+            thresholds=thresholds,
+            final_episodes=final_episodes,
         ),
         agents=agents,
         tensorboard=tensorboard,
@@ -644,6 +658,8 @@ def load_spec(path: str | Path) -> Spec:
         [evaluation]
         every = 5000                      # env steps between evaluations (default 10000, as EvalCallback)
         episodes = 10                     # deterministic episodes per evaluation (default 10)
+        final_episodes = 100              # a final evaluation of each final model, whose mean is the run's
+                                          # final return (default: none, the last evaluation's mean is)
         seed_offset = 1000                # the eval env of seed s is seeded with s + 1000 (default)
         threshold = 475.0                 # success threshold (default: each env's reward_threshold, if any)
 

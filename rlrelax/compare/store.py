@@ -5,7 +5,9 @@ Each run folder holds ``config.json`` (the resolved run config, library versions
 too when asked), ``model.zip``, ``gradient_stats.csv`` when the spec asks for gradient diagnostics and the
 agent has an actor gradient, on failure ``error.txt`` (the traceback), and -- written last and
 atomically -- ``result.json``, the marker that the run finished, which also lists the size and SHA-256 of
-every other file of the run. Only folders with a ``result.json`` count.
+every other file of the run. Only folders with a ``result.json`` count. A finished run may then get a
+``final_evaluation.json`` (:data:`FINAL_EVALUATION_FILE`), written after training when the spec asks for a
+final evaluation, and replaced when it asks for another number of episodes.
 
 One attempt at a time writes a run folder: it holds the folder (:func:`claim_run_dir`) from start to end.
 A finished run is read only after its files are checked against ``result.json``; a damaged one raises
@@ -39,6 +41,7 @@ __all__ = [
     "CONFIG_FILE",
     "ERROR_FILE",
     "EVALUATIONS_FILE",
+    "FINAL_EVALUATION_FILE",
     "GRADIENT_STATS_COLUMNS",
     "GRADIENT_STATS_FILE",
     "MODEL_FILE",
@@ -60,6 +63,7 @@ __all__ = [
     "experiment_lock",
     "finished_runs",
     "gradient_stats_csv",
+    "read_final_evaluation",
     "read_finished_run",
     "read_gradient_stats",
     "run_dir",
@@ -76,6 +80,11 @@ GRADIENT_STATS_FILE = "gradient_stats.csv"
 #: The ``VecNormalize`` statistics of an agent that normalises, next to its model: SB3's ``VecNormalize.save``
 #: format, read back with ``VecNormalize.load(path, venv)``.
 VECNORMALIZE_FILE = "vecnormalize.pkl"
+#: A finished run's final evaluation (``[evaluation] final_episodes`` of a spec): its final model played for
+#: that many deterministic episodes (:func:`rlrelax.compare.worker.write_final_evaluation`). Written after
+#: ``result.json`` and not listed there, it names the attempt and the SHA-256 of the ``model.zip`` it played,
+#: so it is never read beside another attempt's model.
+FINAL_EVALUATION_FILE = "final_evaluation.json"
 LOCK_FILE = ".lock"
 #: The files of every finished run besides ``result.json``, which lists each with its size and SHA-256.
 #: A run whose config asks for gradient diagnostics (a ``"diagnostics"`` table) also has
@@ -402,6 +411,37 @@ def read_finished_run(folder: Path) -> tuple[dict[str, Any], RunResult]:
     return config, result
 
 
+def read_final_evaluation(folder: Path) -> np.ndarray | None:
+    """Read a finished run's final evaluation, if it has one (:data:`FINAL_EVALUATION_FILE`).
+
+    The file must name the attempt of the run's ``result.json`` and the SHA-256 that it lists for the
+    ``model.zip``: the final evaluation of that model and no other. The run's own files are checked by
+    :func:`read_finished_run`, not here.
+
+    :param folder: a finished run's folder
+    :return: the return of each episode of the final evaluation, or ``None`` when the run has none
+    :raises DamagedRunError: if the file is not a final evaluation of this run's model
+    """
+    path = folder / FINAL_EVALUATION_FILE
+    if not path.exists():
+        return None
+    data = _read_object(folder, path)
+    result = _read_object(folder, folder / RESULT_FILE)
+    returns = data.get("returns")
+    if not (
+        isinstance(returns, list)
+        and returns
+        and all(type(value) in (int, float) and math.isfinite(value) for value in returns)
+        and data.get("episodes") == len(returns)
+        and type(data.get("seed")) is int
+    ):
+        raise DamagedRunError(folder, f"{path} does not hold its episodes' returns (finite numbers)")
+    model = result.get("files", {}).get(MODEL_FILE, {})
+    if data.get("attempt") != result.get("attempt") or data.get("model_sha256") != model.get("sha256"):
+        raise DamagedRunError(folder, f"{path} is the final evaluation of another attempt's {MODEL_FILE}")
+    return np.asarray(returns, dtype=np.float64)
+
+
 def run_status(folder: Path, run_config: dict[str, Any]) -> str:
     """Return the store's state of a run: ``"finished"``, ``"conflict"``, ``"unfinished"`` or ``"absent"``.
 
@@ -523,6 +563,8 @@ class FinishedRun:
     :param returns: the episode returns of each evaluation, shape ``(n_evals, n_episodes)``
     :param gradient_stats: the run's gradient diagnostics (:func:`read_gradient_stats`), or ``None`` when it
         measured none (:func:`asks_for_diagnostics`)
+    :param final_evaluation: the return of each episode of the run's final evaluation
+        (:func:`read_final_evaluation`), or ``None`` when it has none
     """
 
     env_id: str
@@ -533,6 +575,18 @@ class FinishedRun:
     timesteps: np.ndarray
     returns: np.ndarray
     gradient_stats: dict[str, np.ndarray] | None = None
+    final_evaluation: np.ndarray | None = None
+
+    @property
+    def final_return(self) -> float:
+        """The final model's mean return: of its final evaluation if it has one, else of its last one."""
+        episodes = self.returns[-1] if self.final_evaluation is None else self.final_evaluation
+        return float(np.mean(episodes))
+
+    @property
+    def final_episodes(self) -> int:
+        """The number of episodes that :attr:`final_return` averages."""
+        return len(self.returns[-1] if self.final_evaluation is None else self.final_evaluation)
 
     @property
     def path(self) -> str:
@@ -574,6 +628,7 @@ def finished_runs(experiment_dir: Path) -> list[FinishedRun]:
                 timesteps=timesteps,
                 returns=returns.reshape(len(timesteps), -1),
                 gradient_stats=diagnostics,
+                final_evaluation=read_final_evaluation(folder),
             )
         )
     return sorted(runs, key=lambda run: (run.env_id, run.label, run.seed))

@@ -28,7 +28,7 @@ class AgentSummary:
     :param algorithm: the algorithm as the spec named it
     :param runs: the finished runs, sorted by seed
     :param threshold: the success threshold, or ``None`` for an env without one
-    :param final_returns: each run's final evaluation return (mean over its episodes), by seed
+    :param final_returns: each run's final return, by seed (``FinishedRun.final_return``)
     :param final_iqm: IQM of the final returns with its 95% stratified-bootstrap interval
     :param first_reach: per run, the env steps at which an evaluation first reached the threshold (``None``:
         never, or no threshold)
@@ -88,7 +88,13 @@ def _summarize_agent(runs: list[FinishedRun], reps: int, seed: int) -> AgentSumm
     stored_threshold = first.config["run"]["evaluation"]["threshold"]
     threshold = None if stored_threshold is None else float(stored_threshold)
     means = [run.returns.mean(axis=1) for run in runs]
-    finals = np.array([m[-1] for m in means])
+    if len({run.final_episodes for run in runs}) > 1:
+        counts = ", ".join(f"seed {run.seed}: {run.final_episodes}" for run in runs)
+        raise ValueError(
+            f"{first.label} on {first.env_id}: the runs' final returns average different numbers of episodes "
+            f"({counts}); rerun the comparison's spec to give every run the same final evaluation"
+        )
+    finals = np.array([run.final_return for run in runs])
     reach = [
         (None, None) if threshold is None else steps_to_threshold(run.timesteps, m, threshold)
         for run, m in zip(runs, means, strict=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import pickle
@@ -23,12 +24,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rlrelax._platform import cpu_model
+from rlrelax._validation import check_int
 from rlrelax.compare.registry import import_object
 from rlrelax.compare.store import (
     CONFIG_FILE,
     ERROR_FILE,
+    FINAL_EVALUATION_FILE,
     GRADIENT_STATS_FILE,
     MODEL_FILE,
+    RESULT_FILE,
     VECNORMALIZE_FILE,
     RunFolder,
     RunFolderBusyError,
@@ -36,6 +40,7 @@ from rlrelax.compare.store import (
     RunResult,
     claim_run_dir,
     gradient_stats_csv,
+    read_finished_run,
 )
 
 if TYPE_CHECKING:
@@ -45,10 +50,12 @@ __all__ = [
     "RunOutcome",
     "execute_run",
     "execute_run_in_memory",
+    "final_model_returns",
     "git_commit",
     "init_worker",
     "serve",
     "vec_normalize",
+    "write_final_evaluation",
 ]
 
 _PACKAGES = ("rlrelax", "stable-baselines3", "torch", "gymnasium", "numpy")
@@ -164,6 +171,28 @@ def vec_normalize(
     return VecNormalize(env, training=training, **options)
 
 
+def _evaluation_env(
+    run: dict[str, Any], episodes: int, *, seed: int | None = None, n_envs: int | None = None
+) -> VecEnv:
+    """The vectorised env that a run's evaluations play their episodes on.
+
+    :param run: the run's config
+    :param episodes: the episodes of one evaluation; they run in ``min(episodes, MAX_EVAL_ENVS)`` envs
+    :param seed: the env's seed (default: the run's evaluation seed)
+    :param n_envs: the number of envs (default: as above)
+    :return: the env, without ``VecNormalize``
+    """
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from rlrelax.compare.envs import make_env
+
+    return make_vec_env(
+        partial(make_env, run["env_id"]),
+        n_envs=min(episodes, MAX_EVAL_ENVS) if n_envs is None else n_envs,
+        seed=run["evaluation"]["seed"] if seed is None else seed,
+    )
+
+
 def _train(run: dict[str, Any], held: RunFolder, attempt: str) -> RunResult:
     # Imported here, in the worker: the comparison's driver and `rlrelax report` never need SB3 or torch.
     from stable_baselines3.common.callbacks import ConvertCallback
@@ -183,9 +212,8 @@ def _train(run: dict[str, Any], held: RunFolder, attempt: str) -> RunResult:
     folder = held.path
     cls = import_object(run["algorithm_path"])
     evaluation = run["evaluation"]
-    make = partial(make_env, run["env_id"])
-    env = make_vec_env(make, n_envs=run["n_envs"])
-    eval_env = make_vec_env(make, n_envs=min(evaluation["episodes"], MAX_EVAL_ENVS), seed=evaluation["seed"])
+    env = make_vec_env(partial(make_env, run["env_id"]), n_envs=run["n_envs"])
+    eval_env = _evaluation_env(run, evaluation["episodes"])
     kwargs = resolve_kwargs(run["kwargs"])
     normalize = run.get("normalize")
     if normalize is not None:
@@ -241,6 +269,74 @@ def _train(run: dict[str, Any], held: RunFolder, attempt: str) -> RunResult:
         attempt=attempt,
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+
+
+def final_model_returns(
+    folder: Path, episodes: int, *, seed: int | None = None, n_envs: int | None = None
+) -> tuple[np.ndarray, int]:
+    """Play a finished run's final model for ``episodes`` deterministic episodes, as its evaluations did.
+
+    The model (``model.zip``, with the run's ``VecNormalize`` statistics when it normalised) plays through
+    SB3's ``evaluate_policy`` on the env that the run's periodic evaluations used: the same env id, seed and
+    number of copies side by side (unless ``seed`` or ``n_envs`` say otherwise).
+
+    :param folder: a finished run's folder; its files are checked first
+    :param episodes: the number of episodes, >= 1
+    :param seed: the env's seed (default: the run's evaluation seed)
+    :param n_envs: the number of envs playing side by side (default: ``min(episodes, 16)``)
+    :return: each episode's return, and the evaluation env's seed
+    """
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    check_int(episodes, "episodes", minimum=1)
+    config, _ = read_finished_run(folder)
+    run = config["run"]
+    env = _evaluation_env(run, episodes, seed=seed, n_envs=n_envs)
+    try:
+        if run.get("normalize") is not None:
+            # The statistics at the end of training, which the last periodic evaluation also used; the
+            # evaluation env does not normalise rewards, so the returns are the env's.
+            env = VecNormalize.load(str(folder / VECNORMALIZE_FILE), env)
+            env.training, env.norm_reward = False, False
+        model = import_object(run["algorithm_path"]).load(folder / MODEL_FILE)
+        returns, _ = evaluate_policy(
+            model, env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True
+        )
+    finally:
+        env.close()
+    return np.asarray(returns, dtype=np.float64), run["evaluation"]["seed"] if seed is None else seed
+
+
+def write_final_evaluation(folder: str | Path, episodes: int) -> str | None:
+    """Give a finished run its final evaluation (:data:`~rlrelax.compare.store.FINAL_EVALUATION_FILE`).
+
+    The run's final model plays ``episodes`` deterministic episodes (:func:`final_model_returns`); the file is
+    written atomically and names the attempt and the ``model.zip`` it played, so an interrupted evaluation
+    leaves the run as it was.
+
+    :param folder: the run folder
+    :param episodes: the number of episodes
+    :return: ``None``, or what went wrong
+    """
+    path = Path(folder)
+    try:
+        with claim_run_dir(path, wipe=False) as held:
+            returns, seed = final_model_returns(path, episodes)
+            result = json.loads((path / RESULT_FILE).read_bytes())
+            held.write_json(
+                FINAL_EVALUATION_FILE,
+                {
+                    "episodes": episodes,
+                    "seed": seed,
+                    "returns": returns.tolist(),
+                    "attempt": result["attempt"],
+                    "model_sha256": result["files"][MODEL_FILE]["sha256"],
+                },
+            )
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 def execute_run(run: dict[str, Any], folder: str | Path, commit: str | None = None) -> RunOutcome:

@@ -467,6 +467,9 @@ def test_the_suites_cartpole_spec_is_the_cartpole_comparison_plus_score_function
     agents = comparison.pop("agents")
     assert suite.pop("agents") == [*agents[:4], added, *agents[4:]]
     assert suite.pop("name") == "suite-cartpole" and comparison.pop("name") == "cartpole"
+    # The suite's final return is a final evaluation of 100 episodes; CI's comparison keeps its committed
+    # references' ten.
+    assert suite["evaluation"].pop("final_episodes") == 100
     assert suite == comparison  # envs, seeds, evaluation and diagnostics
 
 
@@ -486,6 +489,7 @@ def test_suite_specs_pass_every_check(name: str) -> None:
     seeds, threshold = SUITE[name]
     (env_id,) = spec.envs
     assert len(spec.seeds) == seeds and spec.evaluation.thresholds == {env_id: threshold}
+    assert spec.evaluation.final_episodes == 100
     assert [a.label for a in spec.agents] == [
         "REINFORCE",
         "SoftQ",
