@@ -23,6 +23,7 @@ from rlrelax.compare.spec import RunSpec, Spec, check_store
 from rlrelax.compare.store import (
     ERROR_FILE,
     RESULT_FILE,
+    FinishedRun,
     RunFolderBusyError,
     claim_run_dir,
     experiment_lock,
@@ -303,14 +304,13 @@ def _run_ray(
             raise
 
 
-def _final_evaluation_due(folder: Path, episodes: int) -> bool:
-    """Whether a finished run lacks a final evaluation of ``episodes`` episodes."""
-    returns = read_final_evaluation(folder)
-    return returns is None or len(returns) != episodes
-
-
 def _evaluate_final_models(
-    due: list[RunSpec], out: Path, episodes: int, workers: int, result: CompareResult, bar: _Progress
+    due: list[FinishedRun],
+    experiment_dir: Path,
+    episodes: int,
+    workers: int,
+    result: CompareResult,
+    bar: _Progress,
 ) -> None:
     """Give each finished run its final evaluation, in local worker processes (one run per core).
 
@@ -320,19 +320,22 @@ def _evaluate_final_models(
     context = multiprocessing.get_context("spawn")
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker)
     try:
-        jobs = {executor.submit(write_final_evaluation, str(run.folder(out)), episodes): run for run in due}
+        jobs = {
+            executor.submit(write_final_evaluation, str(experiment_dir / run.path), episodes): run
+            for run in due
+        }
         for job in as_completed(jobs):
             run = jobs[job]
-            name = f"{run.env_id} {run.agent.label} seed={run.seed}"
-            folder = str(run.folder(out))
+            name = f"{run.env_id} {run.label} seed={run.seed}"
+            folder = experiment_dir / run.path
             error = job.result()
             if error is None:
-                result.evaluated.append(folder)
-                returns = read_final_evaluation(run.folder(out))
+                result.evaluated.append(str(folder))
+                returns = read_final_evaluation(folder)
                 assert returns is not None
                 bar.line(f"final evaluation of {name}: mean return {returns.mean():.1f}, {episodes} episodes")
             else:
-                result.failed_evaluations.append(RunOutcome(folder, error=error))
+                result.failed_evaluations.append(RunOutcome(str(folder), error=error))
                 bar.line(f"FAILED final evaluation of {name}: {error}")
     except BaseException:
         # Ctrl-C or an error here: the evaluations under way end (each writes its file atomically, or
@@ -357,9 +360,10 @@ def run_experiment(
     Finished runs (``result.json`` present, same config) are kept; unfinished ones are wiped and redone;
     a failed run leaves its traceback in ``error.txt`` and the others go on. Interrupting (Ctrl-C) stops
     the workers and raises ``KeyboardInterrupt``; running the same call again resumes. When the spec asks
-    for a final evaluation (``final_episodes``), every finished run of the spec without one of that many
-    episodes then gets it, from its saved model, in local worker processes; runs finished before the spec
-    asked for it are evaluated, not trained again.
+    for a final evaluation (``final_episodes``), every finished run of the experiment without one of that
+    many episodes then gets it (those of agents or seeds left out of this call too, since the report reads
+    them all), from its saved model, in local worker processes; runs finished before the spec asked for it
+    are evaluated, not trained again.
 
     The local backend starts its workers with ``multiprocessing``'s ``spawn``, which imports the calling
     script in each worker: a script that calls this needs the ``if __name__ == "__main__":`` guard.
@@ -407,15 +411,16 @@ def run_experiment(
                     _run_ray(pending, out, workers or default_workers(), ray_address, commit, done)
             episodes = spec.evaluation.final_episodes
             if episodes is not None:
+                # Every finished run of the experiment, not only the part of the spec run now: the report
+                # reads them all, and compares final returns over the same number of episodes.
                 due = [
                     run
-                    for run in runs
-                    if run_status(run.folder(out), run.to_config()) == "finished"
-                    and _final_evaluation_due(run.folder(out), episodes)
+                    for run in finished_runs(experiment_dir)
+                    if run.final_evaluation is None or len(run.final_evaluation) != episodes
                 ]
                 if due:
                     count = min(workers or default_workers(), len(due))
-                    _evaluate_final_models(due, out, episodes, count, result, bar)
+                    _evaluate_final_models(due, experiment_dir, episodes, count, result, bar)
         finally:
             bar.close()
     # With a final evaluation missing, some final returns would average fewer episodes than others.

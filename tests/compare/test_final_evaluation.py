@@ -36,12 +36,12 @@ class FailsToLoad(PPO):
         raise RuntimeError("deliberate failure to load")
 
 
-def spec(evaluation: dict[str, Any], agents: list[dict[str, Any]]) -> Spec:
+def spec(evaluation: dict[str, Any], agents: list[dict[str, Any]], seeds: tuple[int, ...] = (0, 1)) -> Spec:
     return spec_from_dict(
         {
             "name": "final",
             "envs": ["CartPole-v1"],
-            "seeds": [0, 1],
+            "seeds": list(seeds),
             # No evaluation before the end: the last one plays the final model on a fresh eval env.
             "evaluation": {"every": 10_000, "episodes": 3, **evaluation},
             "agents": agents,
@@ -84,10 +84,14 @@ def test_finished_runs_get_their_final_evaluation_without_training_again(store: 
     markers = {path: path.read_bytes() for path in sorted(experiment.glob("*/*/seed-*/result.json"))}
     assert {int(row["final_episodes"]) for row in runs_csv(experiment).values()} == {3}
 
-    result = run_experiment(spec({"final_episodes": 3}, AGENTS), tmp_path, workers=2, progress=False)
+    # A part of the spec (seed 0): the report reads every run, so every finished run gets its evaluation.
+    result = run_experiment(
+        spec({"final_episodes": 3}, AGENTS, seeds=(0,)), tmp_path, workers=2, progress=False
+    )
 
-    assert result.ok and result.skipped == 4 and not result.finished
+    assert result.ok and result.total == result.skipped == 2 and not result.finished
     assert sorted(result.evaluated) == sorted(str(path.parent) for path in markers)
+    assert "final evaluation of 3 deterministic episodes" in (experiment / "report.md").read_text()
     assert {path: path.read_bytes() for path in markers} == markers  # the runs are the ones trained before
     for run in finished_runs(experiment):
         # The final model on the periodic evaluations' env (its VecNormalize statistics too): the same
