@@ -272,9 +272,14 @@ def _train(run: dict[str, Any], held: RunFolder, attempt: str) -> RunResult:
 
 
 def final_model_returns(
-    folder: Path, episodes: int, *, seed: int | None = None, n_envs: int | None = None
+    folder: Path,
+    episodes: int,
+    *,
+    seed: int | None = None,
+    n_envs: int | None = None,
+    deterministic: bool = True,
 ) -> tuple[np.ndarray, int]:
-    """Play a finished run's final model for ``episodes`` deterministic episodes, as its evaluations did.
+    """Play a finished run's final model for ``episodes`` episodes, as its evaluations did.
 
     The model (``model.zip``, with the run's ``VecNormalize`` statistics when it normalised) plays through
     SB3's ``evaluate_policy`` on the env that the run's periodic evaluations used: the same env id, seed and
@@ -284,6 +289,8 @@ def final_model_returns(
     :param episodes: the number of episodes, >= 1
     :param seed: the env's seed (default: the run's evaluation seed)
     :param n_envs: the number of envs playing side by side (default: ``min(episodes, 16)``)
+    :param deterministic: play the policy's most likely actions, as the evaluations do; ``False`` samples
+        them from the global torch RNG
     :return: each episode's return, and the evaluation env's seed
     """
     from stable_baselines3.common.evaluation import evaluate_policy
@@ -301,7 +308,7 @@ def final_model_returns(
             env.training, env.norm_reward = False, False
         model = import_object(run["algorithm_path"]).load(folder / MODEL_FILE)
         returns, _ = evaluate_policy(
-            model, env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True
+            model, env, n_eval_episodes=episodes, deterministic=deterministic, return_episode_rewards=True
         )
     finally:
         env.close()
