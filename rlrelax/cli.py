@@ -9,9 +9,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlrelax import __version__
+
+if TYPE_CHECKING:
+    from rlrelax.compare.worker import RunOutcome
 
 #: Exit status when runs failed, or an error stopped the command while it was running them.
 EXIT_FAILED = 1
@@ -209,23 +212,26 @@ def _compare(args: argparse.Namespace) -> int:
     report = result.experiment_dir / "report.md"
     if report.exists():
         print(f"report: {report}")
-    if result.failed_evaluations:
-        print(
-            "failed final evaluations (the runs are kept; rerun the command to retry them, or delete a "
-            "damaged run's folder to redo the run):",
-            file=sys.stderr,
-        )
-        for outcome in result.failed_evaluations:
-            print(f"  {outcome.folder}: {outcome.error}", file=sys.stderr)
-    if result.failed:
-        print(
-            "failed runs (rerun the command to retry them; a traceback, where one was written, is in the "
-            "run folder's error.txt):",
-            file=sys.stderr,
-        )
-        for outcome in result.failed:
-            print(f"  {outcome.folder}: {outcome.error}", file=sys.stderr)
+    _print_failures(
+        "failed final evaluations (the runs are kept; rerun the command to retry them, or delete a damaged "
+        "run's folder to redo the run)",
+        result.failed_evaluations,
+    )
+    _print_failures(
+        "failed runs (rerun the command to retry them; a traceback, where one was written, is in the run "
+        "folder's error.txt)",
+        result.failed,
+    )
     return 0 if result.ok else EXIT_FAILED
+
+
+def _print_failures(heading: str, outcomes: list[RunOutcome]) -> None:
+    """Print a heading and each failed outcome's folder and error to stderr, if there are any."""
+    if not outcomes:
+        return
+    print(f"{heading}:", file=sys.stderr)
+    for outcome in outcomes:
+        print(f"  {outcome.folder}: {outcome.error}", file=sys.stderr)
 
 
 def _report(args: argparse.Namespace) -> int:
