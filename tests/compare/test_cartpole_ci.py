@@ -17,8 +17,9 @@ committed ones. The bar holds against both at once: every one of these seeds tha
 >= 475) in every reference must solve here, and each agent's IQM final return over these seeds must reach
 90% of the lowest reference's (which also guards the seeds that did not solve against getting worse). What
 it catches is a change to an agent, its defaults or the evaluation; on a third kind of CPU each seed is a
-new draw, and a seed that solves with probability p fails with probability 1 - p. About twelve minutes of
-2 cores: marked ``learning``.
+new draw, and a seed that solves with probability p fails with probability 1 - p. The two specs took 854 s
+and 234 s of 2 cores in a fresh clone's CI on 2026-12-03 (a day when this machine's Python ran about three
+times slower than on 2026-12-02): marked ``learning``.
 """
 
 import csv
@@ -39,6 +40,9 @@ THRESHOLD = 475.0
 # CPU; the 10% margin lets one unsolved seed of another CPU's draw move by about 100 either way.
 IQM_FLOOR = 0.9
 RESULTS = REPO / "experiments" / "results"
+# A guard against a hung run, not a speed bar (that is benchmarks/bench_agents.py's): the same machine has run
+# these comparisons up to three times slower from one day to the next, and CI's cap is 90 minutes.
+TIMEOUT_S = 40 * 60
 # spec -> (seeds run in CI, its committed runs: an Intel Xeon's with AVX-512, an AMD EPYC's)
 COMPARISONS = {
     "cartpole.toml": (3, [RESULTS / "cartpole" / "runs.csv", RESULTS / "cartpole" / "amd-epyc" / "runs.csv"]),
@@ -78,7 +82,7 @@ def test_ci_comparison_solves_the_seeds_the_committed_run_solved(spec: str, tmp_
         str(len(os.sched_getaffinity(0))),
         "--no-progress",
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=20 * 60)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert done.returncode == 0, done.stdout + done.stderr
     (directory,) = tmp_path.iterdir()
     for name in ["report.md", "summary.csv", "runs.csv", "evaluations.csv", "learning_curves.png"]:
