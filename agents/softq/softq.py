@@ -185,7 +185,7 @@ class SoftQ(OffPolicyAlgorithm):
         self.munchausen_clip = munchausen_clip
         self.target_update_interval = target_update_interval
         self.max_grad_norm = max_grad_norm
-        # Counts env.step() calls, for target updates with several environments (as SB3's DQN does).
+        # Counts env.step() calls: each is n_envs env steps, the unit of target_update_interval.
         self._n_calls = 0
 
         if _init_setup_model:
@@ -250,11 +250,17 @@ class SoftQ(OffPolicyAlgorithm):
         """
         self._follow_fixed_ent_coef()
         self._n_calls += 1
-        # Each call to step() is n_envs transitions.
-        if self._n_calls % max(self.target_update_interval // self.n_envs, 1) == 0:
+        # The updates due in this call's n_envs env steps: the multiples of the interval they passed. SB3's
+        # DQN makes at most one a call, so with more envs than the interval its target moves n_envs times
+        # slower per env step than its interval says.
+        env_steps, interval = self._n_calls * self.n_envs, self.target_update_interval
+        updates = env_steps // interval - (env_steps - self.n_envs) // interval
+        if updates:
+            # θ_target ← (1 - τ)·θ_target + τ·θ, SB3's polyak_update in one fused call; k updates in a row
+            # towards the same θ are one with τ_k = 1 - (1 - τ)^k (τ itself for k = 1, to the last bit).
+            tau = self.tau if updates == 1 else 1.0 - (1.0 - self.tau) ** updates
             with th.no_grad():
-                # θ_target ← (1 - τ)·θ_target + τ·θ, SB3's polyak_update in one fused call
-                th._foreach_lerp_(self._target_params, self._online_params, self.tau)
+                th._foreach_lerp_(self._target_params, self._online_params, tau)
             if self.batch_norm_stats:
                 polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
 

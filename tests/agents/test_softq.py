@@ -52,6 +52,26 @@ def test_vec_env_with_several_envs() -> None:
     assert actions.shape == (3,)
 
 
+@pytest.mark.parametrize(("n_envs", "interval"), [(1, 1), (1, 3), (4, 1), (4, 3), (3, 8)])
+def test_target_network_moves_once_per_target_update_interval_env_steps(n_envs: int, interval: int) -> None:
+    from stable_baselines3.common.env_util import make_vec_env
+
+    tau = 0.1
+    env = make_vec_env("CartPole-v1", n_envs=n_envs, seed=0)
+    model = SoftQ("MlpPolicy", env, seed=0, tau=tau, target_update_interval=interval, **FAST)  # type: ignore[arg-type]
+    with th.no_grad():
+        for param in model.q_net.parameters():
+            param.add_(1.0)
+    online = [param.detach().clone() for param in model.q_net.parameters()]
+    start = [param.detach().clone() for param in model.q_net_target.parameters()]
+    for calls in range(1, 13):
+        model._on_step()
+        # Polyak updates every `interval` env steps, n_envs env steps a call: as many as multiples passed.
+        kept = (1.0 - tau) ** (calls * n_envs // interval)
+        for target, first, theta in zip(model.q_net_target.parameters(), start, online, strict=True):
+            th.testing.assert_close(target, theta + kept * (first - theta))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
