@@ -17,6 +17,7 @@ Usage::
     python benchmarks/bench_agents.py                 # seeds 0-4
     python benchmarks/bench_agents.py --only SoftQ    # one rlrelax agent (and the SB3 baselines)
     python benchmarks/bench_agents.py --only GumbelAC-exact --set train_freq=8 --no-baselines  # a variant
+    python benchmarks/bench_agents.py --only SoftQ --n-envs 8 --set train_freq=1 --set gradient_steps=2
 """
 
 import argparse
@@ -35,6 +36,7 @@ from stable_baselines3.common.callbacks import BaseCallback, EvalCallback, StopT
 from stable_baselines3.common.env_util import make_vec_env
 
 from rlrelax._platform import cpu_model
+from rlrelax.cli import _count
 from rlrelax.compare import load_spec
 from rlrelax.compare.hyperparams import resolve_kwargs
 from rlrelax.compare.registry import resolve_algorithm
@@ -173,6 +175,13 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="override a keyword argument of the rlrelax agents run (VALUE in TOML: 8, 0.99, 'auto')",
     )
+    parser.add_argument(
+        "--n-envs",
+        type=_count(1),
+        default=None,
+        help="training envs of the rlrelax agents run (with --set train_freq, gradient_steps to keep the "
+        "gradient steps per env step)",
+    )
     parser.add_argument("--no-baselines", action="store_true", help="skip SB3's PPO and DQN (no ratios)")
     args = parser.parse_args()
     overrides = parse_overrides(args.set)
@@ -187,6 +196,8 @@ def main() -> None:
             continue
         if overrides and not is_baseline:
             contender = replace(contender, kwargs={**contender.kwargs, **overrides})
+        if args.n_envs is not None and not is_baseline:
+            contender = replace(contender, n_envs=args.n_envs)
         results[contender.label] = [
             run(contender, seed, args.eval_every, args.threshold) for seed in args.seeds
         ]
@@ -200,7 +211,9 @@ def main() -> None:
     ppo, dqn = (float("nan") if args.no_baselines else median_solve(label) for label in BASELINES)
     print(
         f"\nCartPole-v1, seeds {args.seeds}, evaluation every {args.eval_every} steps, "
-        f"threshold {args.threshold}" + (f", rlrelax agents with {overrides}" if overrides else "")
+        f"threshold {args.threshold}"
+        + (f", rlrelax agents with {overrides}" if overrides else "")
+        + (f", {args.n_envs} training envs" if args.n_envs is not None else "")
     )
     print(
         f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} thread"
