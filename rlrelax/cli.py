@@ -95,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     aggregate = commands.add_parser(
         "aggregate",
         help="write the statistics across envs of several experiments, on scores normalised per env",
-        description="Normalise the finished runs of several folders (one per env) so that 0 is a uniformly "
-        "random policy's mean return and 1 the env's threshold, and write aggregate.md, aggregate.csv, "
+        description="Normalise the finished runs of several folders (one per env, or an env's runs in "
+        "pieces) so that 0 is a uniformly random policy's mean return and 1 the env's threshold, and write "
+        "aggregate.md, aggregate.csv, "
         "normalized_scores.csv and the figures: the aggregate IQM, performance profiles, the probability of "
         "improvement and sample-efficiency curves (Agarwal et al., 2021). Each folder is an experiment "
         "folder of a run store (<out>/<experiment>) or a committed results folder holding the runs.csv and "
@@ -107,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         nargs="+",
         help="experiment folders (e.g. runs/suite-*) or results folders with runs.csv and evaluations.csv "
-        "(e.g. experiments/results/suite/*), one per env",
+        "(e.g. experiments/results/suite/*); an env's runs may be spread over several, each run in one",
     )
     aggregate.add_argument(
         "--scores",

@@ -1,5 +1,6 @@
 """Statistics across envs, the rliable way (Agarwal et al., 2021, "Deep Reinforcement Learning at the Edge of
-the Statistical Precipice"), over the finished runs of several experiments, one per env.
+the Statistical Precipice"), over the finished runs of several experiments: one per env, or an env's runs
+in pieces.
 
 Each run's returns are normalised per env, 0 being a uniformly random policy's mean return (measured, e.g.
 by ``experiments/suite/random_scores.py``) and 1 the env's success threshold::
@@ -43,13 +44,21 @@ import numpy as np
 from rlrelax._validation import check_int
 from rlrelax.compare.report import EVALUATIONS_FILE as EVALUATIONS_CSV
 from rlrelax.compare.report import RUNS_FILE
-from rlrelax.compare.stats import Interval, beat_probability, iqm, percentile_interval
+from rlrelax.compare.stats import (
+    Interval,
+    beat_probability,
+    iqm,
+    median_steps,
+    percentile_interval,
+    steps_to_threshold,
+)
 from rlrelax.compare.store import FinishedRun, finished_runs
 
 __all__ = [
     "DEFAULT_FRACTIONS",
     "DEFAULT_TAUS",
     "AggregateResult",
+    "Outcome",
     "RunRecord",
     "aggregate",
     "normalized_score",
@@ -268,6 +277,43 @@ def _stratified(groups: Sequence[np.ndarray], reps: int, rng: np.random.Generato
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """How one label's runs on one env ended against the env's threshold: the suite's per-env bars.
+
+    :param runs: the finished runs
+    :param solved: the runs whose final return is at or above the threshold
+    :param reached: the runs with a periodic evaluation at or above the threshold
+    :param kept: of the runs that reached it, those whose final return is at or above it (the rest collapsed)
+    :param median_reach: the median over runs of the env steps of the first evaluation at or above it
+        (``math.inf`` when at least half the runs never got there)
+    """
+
+    runs: int
+    solved: int
+    reached: int
+    kept: int
+    median_reach: float
+
+    @classmethod
+    def of(cls, runs: Sequence[RunRecord], threshold: float) -> Outcome:
+        """Count the outcomes of one label's runs on one env.
+
+        :param runs: the runs
+        :param threshold: the env's success threshold
+        :return: the counts
+        """
+        first = [steps_to_threshold(run.timesteps, run.means, threshold)[0] for run in runs]
+        ended = [run.final_return >= threshold for run in runs]
+        return cls(
+            runs=len(runs),
+            solved=sum(ended),
+            reached=sum(step is not None for step in first),
+            kept=sum(end for step, end in zip(first, ended, strict=True) if step is not None),
+            median_reach=median_steps(first),
+        )
+
+
+@dataclass(frozen=True)
 class AggregateResult:
     """The cross-env statistics of several experiments.
 
@@ -276,7 +322,7 @@ class AggregateResult:
     :param missing: each label left out, with the envs on which it has no finished run
     :param thresholds: each env's success threshold (1 on the normalised scale)
     :param random_scores: each env's uniformly random mean return (0 on the normalised scale)
-    :param sources: each env's experiment folder
+    :param sources: each env's folders (one, or the pieces its runs were made in)
     :param final_returns: label -> env -> each run's final return, by seed
     :param scores: label -> env -> each run's normalised final score, by seed
     :param seeds: label -> env -> the seeds of those runs
@@ -288,6 +334,7 @@ class AggregateResult:
     :param efficiency: label -> the IQM of the normalised evaluation score at each fraction, with bands
     :param wall_time_s: label -> env -> the wall time of its runs there, summed; every label with runs,
         the left-out ones included
+    :param outcomes: label -> env -> how its runs there ended against the threshold; every label with runs
     """
 
     envs: tuple[str, ...]
@@ -295,7 +342,7 @@ class AggregateResult:
     missing: dict[str, tuple[str, ...]]
     thresholds: dict[str, float]
     random_scores: dict[str, float]
-    sources: dict[str, str]
+    sources: dict[str, tuple[str, ...]]
     final_returns: dict[str, dict[str, np.ndarray]]
     scores: dict[str, dict[str, np.ndarray]]
     seeds: dict[str, dict[str, tuple[int, ...]]]
@@ -306,14 +353,22 @@ class AggregateResult:
     fractions: np.ndarray
     efficiency: dict[str, Curve]
     wall_time_s: dict[str, dict[str, float]]
+    outcomes: dict[str, dict[str, Outcome]]
 
 
 def _runs_by_env(
     experiment_dirs: Sequence[str | Path],
-) -> tuple[dict[str, list[RunRecord]], dict[str, str]]:
-    """The finished runs of each env, refusing an empty folder and an env found in two folders."""
+) -> tuple[dict[str, list[RunRecord]], dict[str, tuple[str, ...]]]:
+    """The finished runs of each env and the folders they came from.
+
+    An env's runs may come from several folders: the pieces of one spec run in different stores (a store
+    lost with its machine leaves its committed results folder, and the runs still to do go to a new store).
+    Refused: an empty folder, a run (env, label, seed) in two folders, and a label whose runs on one env have
+    different budgets (pieces of different specs).
+    """
     runs: dict[str, list[RunRecord]] = {}
-    sources: dict[str, str] = {}
+    sources: dict[str, tuple[str, ...]] = {}
+    origin: dict[tuple[str, str, int], str] = {}
     for directory in experiment_dirs:
         found = read_runs(directory)
         if not found:
@@ -322,21 +377,41 @@ def _runs_by_env(
                 f"store, or a results folder holding {RUNS_FILE} and {EVALUATIONS_CSV}?)"
             )
         for run in found:
-            if sources.setdefault(run.env_id, str(directory)) != str(directory):
+            key = (run.env_id, run.label, run.seed)
+            if key in origin:
                 raise ValueError(
-                    f"{run.env_id} has runs in both {sources[run.env_id]} and {directory}: give one "
-                    "folder per env"
+                    f"{run.env_id} / {run.label} / seed-{run.seed} has runs in both {origin[key]} and "
+                    f"{directory}: give each run once"
                 )
+            origin[key] = str(directory)
+            if str(directory) not in sources.get(run.env_id, ()):
+                sources[run.env_id] = (*sources.get(run.env_id, ()), str(directory))
             runs.setdefault(run.env_id, []).append(run)
+    for env_id, env_runs in runs.items():
+        for label in sorted({run.label for run in env_runs}):
+            budgets: dict[int, RunRecord] = {}
+            for run in sorted(env_runs, key=lambda run: run.seed):
+                if run.label == label:
+                    budgets.setdefault(run.total_timesteps, run)  # the first seed with each budget
+            if len(budgets) > 1:
+                found_in = ", ".join(
+                    f"{budget:,} (seed {run.seed}, {origin[(env_id, label, run.seed)]})"
+                    for budget, run in sorted(budgets.items())
+                )
+                raise ValueError(
+                    f"{env_id} / {label}: its runs have different budgets, {found_in}: pieces of different "
+                    "specs cannot be pooled"
+                )
+        env_runs.sort(key=lambda run: (run.label, run.seed))
     return runs, sources
 
 
-def _threshold(env_id: str, runs: Sequence[RunRecord], source: str) -> float:
+def _threshold(env_id: str, runs: Sequence[RunRecord], sources: Sequence[str]) -> float:
     thresholds = {run.threshold for run in runs if run.threshold is not None}
     if len(thresholds) != 1 or any(run.threshold is None for run in runs):
         raise ValueError(
-            f"{env_id} (in {source}) has runs without a success threshold, or with different ones "
-            f"{sorted(thresholds)}: the normalised score needs one; set evaluation.threshold in its spec"
+            f"{env_id} (in {', '.join(sources)}) has runs without a success threshold, or with different "
+            f"ones {sorted(thresholds)}: the normalised score needs one; set evaluation.threshold in its spec"
         )
     return float(thresholds.pop())
 
@@ -408,11 +483,11 @@ def aggregate(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> AggregateResult:
-    """Compute the cross-env statistics of the finished runs of several experiments, one per env.
+    """Compute the cross-env statistics of the finished runs of several experiments.
 
-    :param experiment_dirs: the folders, each holding the runs of its env(s): experiment folders of a run
+    :param experiment_dirs: the folders, each holding runs of one or more envs: experiment folders of a run
         store (``<out>/<name>``) or committed results folders (``runs.csv`` and ``evaluations.csv``), in any
-        mix (:func:`read_runs`)
+        mix (:func:`read_runs`); an env's runs may be spread over several (the pieces of its spec)
     :param random_scores: each env's uniformly random mean return (:func:`read_random_scores`)
     :param taus: the normalised scores at which to read the performance profiles
     :param fractions: the fractions of each agent's budget, in ``(0, 1]``, at which to read the curves
@@ -420,9 +495,9 @@ def aggregate(
     :param confidence: the intervals' coverage
     :param seed: the bootstrap's random seed
     :return: the statistics
-    :raises ValueError: naming the folder or env: an empty folder, an env in two folders, an env without a
-        threshold or without a random score, no label with runs on every env; a results folder that cannot
-        be read (:func:`read_runs`)
+    :raises ValueError: naming the folder, env or run: an empty folder, a run in two folders, a label whose
+        runs on one env have different budgets, an env without a threshold or without a random score, no
+        label with runs on every env; a results folder that cannot be read (:func:`read_runs`)
     """
     if isinstance(experiment_dirs, str | Path) or not experiment_dirs:
         raise ValueError(f"experiment_dirs must be a non-empty list of folders, got {experiment_dirs!r}")
@@ -439,8 +514,8 @@ def aggregate(
     for env_id in envs:
         if env_id not in random_scores:
             raise ValueError(
-                f"{env_id} (in {sources[env_id]}) has no random score: add its row to the scores CSV "
-                "(python experiments/suite/random_scores.py)"
+                f"{env_id} (in {', '.join(sources[env_id])}) has no random score: add its row to the scores "
+                "CSV (python experiments/suite/random_scores.py)"
             )
         thresholds[env_id] = _threshold(env_id, runs[env_id], sources[env_id])
         randoms[env_id] = random_scores[env_id]
@@ -507,6 +582,10 @@ def aggregate(
             label: {e: sum(r.wall_time_s for r in per_env[e]) for e in envs if e in per_env}
             for label, per_env in sorted(by_label.items())
         },
+        outcomes={
+            label: {e: Outcome.of(per_env[e], thresholds[e]) for e in envs if e in per_env}
+            for label, per_env in sorted(by_label.items())
+        },
     )
 
 
@@ -553,7 +632,7 @@ def _markdown(result: AggregateResult, figures: Sequence[str]) -> str:
     for env_id in envs:
         counts = sorted({len(result.scores[label][env_id]) for label in result.labels})
         lines.append(
-            f"| {env_id} | {result.sources[env_id]} | {result.random_scores[env_id]:.2f} | "
+            f"| {env_id} | {', '.join(result.sources[env_id])} | {result.random_scores[env_id]:.2f} | "
             f"{result.thresholds[env_id]:g} | {', '.join(map(str, counts))} |"
         )
     if result.missing:
@@ -575,6 +654,28 @@ def _markdown(result: AggregateResult, figures: Sequence[str]) -> str:
         ]
         per_env = ", ".join(f"{e} {float(iqm(result.scores[label][e])):.2f}" for e in envs)
         lines.append(f"| {label} | {_interval(result.final_iqm[label])} | {' | '.join(above)} | {per_env} |")
+    lines += [
+        "",
+        "## Per env: final returns against the threshold",
+        "",
+        "*Solved*: the final return is at or above the env's threshold. *Reached*: some periodic evaluation "
+        "was; *kept*: of those, the runs that also ended solved (the others collapsed). Steps to reach: the "
+        "median over runs of the env steps of the first evaluation at or above it (`never` when at least "
+        "half the runs never got there). Every label with runs, the left-out ones included.",
+        "",
+        "| env | label | runs | solved | reached | kept | steps to reach |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for env_id in envs:
+        for label in [*order, *result.missing]:
+            outcome = result.outcomes[label].get(env_id)
+            if outcome is None:
+                continue
+            reach = "never" if math.isinf(outcome.median_reach) else f"{outcome.median_reach:,.0f}"
+            lines.append(
+                f"| {env_id} | {label} | {outcome.runs} | {outcome.solved}/{outcome.runs} | "
+                f"{outcome.reached}/{outcome.runs} | {outcome.kept}/{outcome.reached} | {reach} |"
+            )
     lines += [
         "",
         "## Probability of improvement P(row > column), averaged over envs",
@@ -633,7 +734,7 @@ def write_aggregate(
     fraction of budget of an efficiency point), ``estimate``, ``low`` and ``high``. ``normalized_scores.csv``
     has every run's final return and normalised score.
 
-    :param experiment_dirs: the experiment folders of run stores or results folders, one per env
+    :param experiment_dirs: the experiment folders of run stores or results folders (:func:`aggregate`)
     :param scores_csv: the random scores (:func:`read_random_scores`)
     :param out: the folder to write into (created)
     :param reps: bootstrap replications

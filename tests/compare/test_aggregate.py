@@ -17,6 +17,7 @@ import pytest
 from rlrelax.cli import EXIT_INVALID, main
 from rlrelax.compare.aggregate import (
     AggregateResult,
+    Outcome,
     aggregate,
     normalized_score,
     read_random_scores,
@@ -262,7 +263,7 @@ def test_where_the_time_went_sums_each_label_s_runs_per_env(tmp_path: Path) -> N
         ("empty", r"empty: holds no finished run"),
         ("no random score", r"Acrobot-v1 \(in .*\) has no random score"),
         ("no threshold", r"CartPole-v1 \(in .*\) has runs without a success threshold"),
-        ("two folders", r"CartPole-v1 has runs in both"),
+        ("two folders", r"CartPole-v1 / A / seed-0 has runs in both .* and .*other.*: give each run once"),
         ("bad csv", r"line 2: mean_return 'x' is not a number"),
     ],
 )
@@ -391,7 +392,7 @@ def test_results_folders_give_the_statistics_of_the_stores(
     # Results folders alone, and mixed with a store: every number the same, only the sources differ.
     for dirs in (results, [stores[0], results[1]]):
         got = aggregate(dirs, RANDOM, reps=300, seed=1)
-        assert got.sources == {e: str(d) for e, d in zip(got.envs, dirs, strict=True)}
+        assert got.sources == {e: (str(d),) for e, d in zip(got.envs, dirs, strict=True)}
         for field in dataclasses.fields(AggregateResult):
             if field.name != "sources":
                 assert_same(getattr(expected, field.name), getattr(got, field.name), field.name)
@@ -405,6 +406,45 @@ def test_results_folders_give_the_statistics_of_the_stores(
         assert (tmp_path / "from-results" / name).read_bytes() == (
             tmp_path / "from-stores" / name
         ).read_bytes()
+
+
+def test_an_env_s_runs_in_pieces_give_the_statistics_of_one_folder(
+    committed: tuple[list[Path], list[Path]], tmp_path: Path
+) -> None:
+    # CartPole's runs split over two results folders, as the pieces of one spec made in two run stores
+    # (the first store lost, its committed results kept): seed 0 of every label in one, the rest in the other.
+    _, results = committed
+    acrobot, cartpole = results
+    pieces = [shutil.copytree(cartpole, tmp_path / name) for name in ("seed-0", "the-rest")]
+    for piece, keep in zip(pieces, (lambda r: r["seed"] == "0", lambda r: r["seed"] != "0"), strict=True):
+        for name in ("runs.csv", "evaluations.csv"):
+            rewrite(piece / name, lambda rows, keep=keep: [row for row in rows if keep(row)])
+    expected = aggregate(results, RANDOM, reps=300, seed=1)
+    got = aggregate([acrobot, *pieces], RANDOM, reps=300, seed=1)
+    assert got.sources == {"Acrobot-v1": (str(acrobot),), "CartPole-v1": tuple(map(str, pieces))}
+    for field in dataclasses.fields(AggregateResult):
+        if field.name != "sources":
+            assert_same(getattr(expected, field.name), getattr(got, field.name), field.name)
+    report = (write_aggregate([acrobot, *pieces], write_csv(tmp_path), tmp_path / "out", reps=10))[
+        "aggregate.md"
+    ]
+    assert f"| CartPole-v1 | {pieces[0]}, {pieces[1]} | 20.00 | 475 |" in report.read_text()
+
+
+def test_per_env_outcomes_count_solved_reached_and_kept(tmp_path: Path) -> None:
+    # Seed 0 reaches 475 at step 50 and collapses; seed 1 reaches it at 100 and keeps it; seed 2 never does.
+    for seed, returns in enumerate(([480.0, 100.0], [100.0, 490.0], [100.0, 200.0])):
+        write_run(tmp_path, "CartPole-v1", "A", seed, returns)
+    write_run(tmp_path, "CartPole-v1", "B", 0, [475.0, 475.0])
+    result = aggregate([tmp_path / "cartpole-v1"], RANDOM, reps=10)
+    assert result.outcomes == {
+        "A": {"CartPole-v1": Outcome(runs=3, solved=1, reached=2, kept=1, median_reach=100.0)},
+        "B": {"CartPole-v1": Outcome(runs=1, solved=1, reached=1, kept=1, median_reach=50.0)},
+    }
+    write_aggregate([tmp_path / "cartpole-v1"], write_csv(tmp_path), tmp_path / "out", reps=10)
+    section = (tmp_path / "out" / "aggregate.md").read_text().split("## Per env")[1].split("##")[0]
+    assert "| CartPole-v1 | A | 3 | 1/3 | 2/3 | 1/2 | 100 |" in section
+    assert "| CartPole-v1 | B | 1 | 1/1 | 1/1 | 1/1 | 50 |" in section
 
 
 def rewrite(path: Path, change: Callable[[list[dict[str, str]]], list[dict[str, str]]]) -> None:
@@ -446,7 +486,15 @@ def run_is(env_id: str, label: str, seed: int) -> Callable[[dict[str, str]], boo
         ("bad cell", r"{acrobot}/runs.csv, line 2: total_timesteps 'x' is not an integer"),
         ("no runs", r"{acrobot}: holds no finished run"),
         ("no threshold", r"CartPole-v1 \(in {cartpole}\) has runs without a success threshold"),
-        ("two folders", r"CartPole-v1 has runs in both {cartpole} and {store}"),
+        (
+            "two folders",
+            r"CartPole-v1 / A / seed-0 has runs in both {cartpole} and {store}: give each run once",
+        ),
+        (
+            "two budgets",
+            r"CartPole-v1 / A: its runs have different budgets, 100 \(seed 0, {cartpole}\), "
+            r"200 \(seed 1, {cartpole}\): pieces of different specs cannot be pooled",
+        ),
     ],
 )
 def test_results_folder_errors_name_the_folder(
@@ -482,6 +530,13 @@ def test_results_folder_errors_name_the_folder(
             rewrite(acrobot / name, lambda rows: [])
     elif case == "no threshold":
         rewrite(cartpole / "runs.csv", lambda rows: [{**row, "threshold": ""} for row in rows])
+    elif case == "two budgets":
+        rewrite(
+            cartpole / "runs.csv",
+            lambda rows: [
+                {**r, "total_timesteps": "200"} if run_is("CartPole-v1", "A", 1)(r) else r for r in rows
+            ],
+        )
     else:
         dirs.append(stores[1])
     paths = {"acrobot": acrobot, "cartpole": cartpole, "store": stores[1]}
