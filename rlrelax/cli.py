@@ -79,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LABEL",
         help="run only these agents of the spec (by label): a part whose runs a later full run keeps",
     )
+    compare.add_argument(
+        "--done-in",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="FOLDER",
+        help="do not run the runs that these folders hold finished: committed results folders (runs.csv, "
+        "evaluations.csv) or other stores' experiment folders, the earlier pieces of this spec",
+    )
     compare.add_argument("--backend", choices=("local", "ray"), default="local", help="where runs execute")
     compare.add_argument(
         "--ray-address", default=None, help="Ray cluster to join (default: start a local Ray)"
@@ -175,8 +184,15 @@ def _compare(args: argparse.Namespace) -> int:
             spec = spec.first_seeds(args.seeds)
         if args.agents is not None:
             spec = spec.only_agents(args.agents)
+        if args.done_in is not None:
+            whole = len(spec.runs())
+            spec = spec.without_runs_in(args.done_in)
+            held = ", ".join(map(str, args.done_in))
+            print(f"{whole - len(spec.runs())} of the {whole} runs are finished in {held}: not run here")
     except SpecError as error:
         return fail("invalid spec", error, EXIT_INVALID)
+    except ValueError as error:  # a folder of --done-in that cannot be read, a damaged run included
+        return fail("invalid --done-in folder", error, EXIT_INVALID)
     # SIGTERM (a scheduler's stop) takes the same clean path as Ctrl-C.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:

@@ -250,6 +250,8 @@ class Spec:
     :param tensorboard: whether runs also write TensorBoard events
     :param source: the file it was read from, for messages
     :param diagnostics: the gradient diagnostics every run measures, or ``None`` (the default) for none
+    :param done_elsewhere: the runs ``(env id, label, seed)`` of the grid that other folders hold finished,
+        left out of :meth:`runs` (:meth:`without_runs_in`)
     """
 
     name: str
@@ -260,6 +262,7 @@ class Spec:
     tensorboard: bool = False
     source: str = "<dict>"
     diagnostics: Diagnostics | None = None
+    done_elsewhere: frozenset[tuple[str, str, int]] = frozenset()
 
     def first_seeds(self, count: int) -> Spec:
         """The same spec with only its first ``count`` seeds: a reduced run whose runs are the full one's.
@@ -294,8 +297,50 @@ class Spec:
             )
         return dataclasses.replace(self, agents=tuple(a for a in self.agents if a.label in labels))
 
+    def without_runs_in(self, folders: Sequence[str | Path]) -> Spec:
+        """The same spec without the runs that other folders hold finished: the pieces of one spec made in
+        several run stores, such as a store lost with its machine whose committed results folder remains.
+
+        The runs left are the full spec's, so their results pool with the folders' (``rlrelax aggregate``).
+
+        :param folders: committed results folders (``runs.csv`` and ``evaluations.csv``, as ``rlrelax
+            report`` writes them) or experiment folders of other run stores, at least one
+        :return: the spec without those runs
+        :raises SpecError: naming the folder: one that holds no run of this spec (an env id and label it
+            has), or a run whose budget differs from its agent's here (a run of another spec)
+        """
+        from rlrelax.compare.aggregate import read_runs
+
+        if isinstance(folders, str | Path):
+            raise TypeError(f"folders must be a list of folders, not one, got {folders!r}")
+        if not folders:
+            raise ValueError(f"folders must be a non-empty list of folders, got {folders!r}")
+        agents = {agent.label: agent for agent in self.agents}
+        done = set(self.done_elsewhere)
+        for folder in folders:
+            ours = [run for run in read_runs(folder) if run.env_id in self.envs and run.label in agents]
+            if not ours:
+                raise SpecError(
+                    self.source,
+                    "envs, agents",
+                    f"{folder} holds no finished run of an env and agent label of this spec "
+                    f"(envs {', '.join(self.envs)}; labels {', '.join(agents)})",
+                )
+            for run in ours:
+                budget = agents[run.label].total_timesteps
+                if run.total_timesteps != budget:
+                    raise SpecError(
+                        self.source,
+                        f"agents[{run.label}].total_timesteps",
+                        f"is {budget:,}, but {folder} holds {run.env_id} / {run.label} / seed-{run.seed} "
+                        f"with a budget of {run.total_timesteps:,}: a run of another spec",
+                    )
+                done.add((run.env_id, run.label, run.seed))
+        return dataclasses.replace(self, done_elsewhere=frozenset(done))
+
     def runs(self) -> list[RunSpec]:
-        """Return the grid of runs, env by env, agent by agent (in spec order), seed by seed.
+        """Return the grid of runs, env by env, agent by agent (in spec order), seed by seed, without those
+        done elsewhere.
 
         :return: the runs
         """
@@ -304,6 +349,7 @@ class Spec:
             for env_id in self.envs
             for agent in self.agents
             for seed in self.seeds
+            if (env_id, agent.label, seed) not in self.done_elsewhere
         ]
 
 

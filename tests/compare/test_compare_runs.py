@@ -442,9 +442,43 @@ def test_cli_exit_codes_tell_a_busy_experiment_a_bad_spec_and_a_failure_apart(
     assert main(["compare", str(spec), "--agents", "DQN", "--out", str(tmp_path / "labels")]) == EXIT_INVALID
     assert "has no agent labelled 'DQN'; its labels: PPO" in capsys.readouterr().err
     assert not (tmp_path / "labels").exists()
+    # So is a --done-in folder of another spec, or one that is not a results folder.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "runs.csv").write_text("env_id,agent,seed\nCartPole-v1,PPO,0\n")
+    assert (
+        main(["compare", str(spec), "--done-in", str(other), "--out", str(tmp_path / "done")]) == EXIT_INVALID
+    )
+    assert "rlrelax compare: invalid --done-in folder: " in capsys.readouterr().err
+    assert not (tmp_path / "done").exists()
     spec.write_text("name = [")
     assert main(["compare", str(spec), "--out", str(tmp_path / "runs")]) == EXIT_INVALID
     assert "rlrelax compare: invalid spec:" in capsys.readouterr().err
+
+
+def test_cli_compare_done_in_runs_only_what_the_earlier_pieces_lack(
+    local: tuple[Spec, Path, CompareResult], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The earlier piece: the committed results of a store (here the module's), whose seed 1 of PPO is the
+    # only run kept; the rest of the spec then runs in a new store, which does not redo it.
+    _, out, _ = local
+    piece = tmp_path / "piece"
+    piece.mkdir()
+    for name in ("runs.csv", "evaluations.csv"):
+        with open(out / "unit" / name, newline="") as file:
+            rows = [row for row in csv.DictReader(file) if (row["agent"], row["seed"]) == ("PPO", "1")]
+        with open(piece / name, "w", newline="") as file:
+            writer = csv.DictWriter(file, list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(to_toml(tiny_spec("unit", [PPO_AGENT], [0, 1])))
+    store = tmp_path / "runs"
+    assert main(["compare", str(spec), "--done-in", str(piece), "--out", str(store), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert f"1 of the 2 runs are finished in {piece}: not run here" in printed
+    assert "1 runs: 0 already finished, 1 finished now, 0 failed" in printed
+    assert [p.name for p in sorted((store / "unit" / "CartPole-v1" / "PPO").iterdir())] == ["seed-0"]
 
 
 @pytest.mark.parametrize(

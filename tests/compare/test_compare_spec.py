@@ -311,6 +311,61 @@ def test_only_agents_keeps_the_full_runs_configs() -> None:
         spec.only_agents([])
 
 
+def results_folder(folder: Path, runs: list[tuple[str, str, int, int]]) -> Path:
+    """A committed results folder as ``rlrelax report`` writes it, of runs (env id, label, seed, budget)."""
+    folder.mkdir(parents=True)
+    lines = ["env_id,agent,seed,final_return,wall_time_s,threshold,total_timesteps"]
+    lines += [f"{env},{label},{seed},500.0,1.0,475.0,{budget}" for env, label, seed, budget in runs]
+    (folder / "runs.csv").write_text("\n".join(lines) + "\n")
+    rows = ["env_id,agent,seed,timestep,mean_return"]
+    rows += [f"{env},{label},{seed},{budget},500.0" for env, label, seed, budget in runs]
+    (folder / "evaluations.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_without_runs_in_leaves_out_the_runs_other_folders_hold(tmp_path: Path) -> None:
+    dqn = {"label": "dqn", "algorithm": "DQN", "total_timesteps": 300}
+    spec = spec_from_dict(minimal(seeds=3, agents=[*minimal()["agents"], dqn]))
+    # A lost store's committed results (ppo's seed 0) and another piece (dqn's seed 2, and a run of an env
+    # and a seed this spec does not have, which changes nothing).
+    first = results_folder(tmp_path / "first", [("CartPole-v1", "ppo", 0, 200)])
+    second = results_folder(
+        tmp_path / "second",
+        [("CartPole-v1", "dqn", 2, 300), ("CartPole-v1", "dqn", 7, 300), ("Acrobot-v1", "ppo", 0, 9)],
+    )
+    rest = spec.without_runs_in([first, second])
+    assert [(r.agent.label, r.seed) for r in rest.runs()] == [("ppo", 1), ("ppo", 2), ("dqn", 0), ("dqn", 1)]
+    assert [run.to_config() for run in rest.runs()] == [
+        run.to_config() for run in spec.runs() if (run.agent.label, run.seed) not in (("ppo", 0), ("dqn", 2))
+    ]
+    # It composes with the other selections, in any order.
+    assert [r.seed for r in rest.only_agents(["dqn"]).first_seeds(2).runs()] == [0, 1]
+    assert [r.seed for r in spec.only_agents(["ppo"]).without_runs_in([first]).runs()] == [1, 2]
+
+
+def test_without_runs_in_refuses_folders_of_another_spec(tmp_path: Path) -> None:
+    spec = spec_from_dict(minimal(), source="spec.toml")
+    longer = results_folder(tmp_path / "longer", [("CartPole-v1", "ppo", 1, 400)])
+    with pytest.raises(
+        SpecError,
+        match=r"spec.toml: agents\[ppo\].total_timesteps: is 200, but .*longer holds CartPole-v1 / ppo / "
+        r"seed-1 with a budget of 400: a run of another spec",
+    ):
+        spec.without_runs_in([longer])
+    other = results_folder(tmp_path / "other", [("CartPole-v1", "dqn", 0, 200)])
+    with pytest.raises(
+        SpecError, match=r".*other holds no finished run of an env and agent label of this spec"
+    ):
+        spec.without_runs_in([other])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SpecError, match="empty holds no finished run"):
+        spec.without_runs_in([tmp_path / "empty"])
+    with pytest.raises(TypeError, match="folders must be a list of folders, not one"):
+        spec.without_runs_in(other)
+    with pytest.raises(ValueError, match=r"got \[\]"):
+        spec.without_runs_in([])
+
+
 def finish_without_training(folder: Path, run_config: dict[str, Any]) -> None:
     """Write a finished run's folder as the store does, with empty files where training writes its own."""
     with claim_run_dir(folder, wipe=True) as held:
