@@ -106,11 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the statistics across envs of several experiments, on scores normalised per env",
         description="Normalise the finished runs of several folders (one per env, or an env's runs in "
         "pieces) so that 0 is a uniformly random policy's mean return and 1 the env's threshold, and write "
-        "aggregate.md, aggregate.csv, "
-        "normalized_scores.csv and the figures: the aggregate IQM, performance profiles, the probability of "
-        "improvement and sample-efficiency curves (Agarwal et al., 2021). Each folder is an experiment "
-        "folder of a run store (<out>/<experiment>) or a committed results folder holding the runs.csv and "
-        "evaluations.csv that `rlrelax report` wrote.",
+        "aggregate.md, aggregate.csv, normalized_scores.csv and the figures: the aggregate IQM, performance "
+        "profiles, the probability of improvement and sample-efficiency curves (Agarwal et al., 2021). Each "
+        "folder is an experiment folder of a run store (<out>/<experiment>) or a committed results folder "
+        "holding the runs.csv and evaluations.csv that `rlrelax report` wrote.",
     )
     aggregate.add_argument(
         "directories",
