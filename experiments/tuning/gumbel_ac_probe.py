@@ -5,33 +5,43 @@
     python experiments/tuning/gumbel_ac_probe.py Acrobot-v1 --seed 0 --agent SoftQ
     python experiments/tuning/gumbel_ac_probe.py Acrobot-v1 --random-policies
 
-Every ``--every`` env steps it prints one JSON line: 5 evaluation episodes (env seeds 1000 + seed + i) acting
-greedily on the actor, sampling the actor, and greedily on the critics (the minimum of the twin critics; for
-SoftQ, its Q-network), and, on 2,000 replay states drawn with a fixed seed, the critic's mean and range of
-``Q``, its median action gap (best minus second best), the actor's median logit gap and mean entropy, how
-often the actor's and the critic's best actions agree, each action's share of the actor's greedy choices,
-the shares of the actions taken in the last 5,000 steps, the entropy coefficient, and how many transitions
-in the buffer earned more than the env's smallest reward (on Acrobot-v1: reached the goal). The probe draws
-from its own generators, so the training run is the same as without it. Used for the diagnosis in
-``experiments/tuning/gumbel_ac.md``.
+Every ``--every`` env steps it prints one JSON line: ``--episodes`` evaluation episodes (env seeds 1000 +
+seed + i) acting greedily on the actor, sampling the actor, and greedily on the critics (the minimum of the
+twin critics; for SoftQ, its Q-network), each with its mean return and the share of its episodes that ran to
+the time limit (on LunarLander-v3: hovering), and, on 2,000 replay states drawn with a fixed seed, the
+critic's mean and range of ``Q``, its median action gap (best minus second best), the actor's median logit
+gap and mean entropy, how often the actor's and the critic's best actions agree, the mean KL divergence from
+the critic's Boltzmann policy ``softmax(Q / alpha)`` to the actor, each action's share of the actor's greedy
+choices, the shares of the actions taken in the last 5,000 steps, the entropy coefficient, and how many
+transitions in the buffer earned more than the env's smallest reward (on Acrobot-v1: reached the goal) and how
+many ended an episode with a positive reward (on LunarLander-v3: landed). The
+training env is made as ``rlrelax compare`` makes it and the probe draws from its own generators, so a probe
+run is the comparison's run of the same agent, seed and keywords (the keywords as given: the hyperparameter
+file is not applied). Used for the diagnosis in ``experiments/tuning/gumbel_ac.md``.
 """
 
 import argparse
 import json
+from functools import partial
 
 import gymnasium as gym
 import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
 
 from rlrelax.agents import GumbelAC, SoftQ
+from rlrelax.compare.envs import make_env
 
 
-def episode_returns(model: GumbelAC | SoftQ, env_id: str, seed: int, mode: str, episodes: int = 5) -> float:
-    """Mean return of ``episodes`` episodes acting in ``mode``: actor_greedy, actor_sample, critic_greedy."""
+def episode_returns(
+    model: GumbelAC | SoftQ, env_id: str, seed: int, mode: str, episodes: int
+) -> dict[str, float]:
+    """Mean return of ``episodes`` episodes acting in ``mode`` (actor_greedy, actor_sample, critic_greedy),
+    and the share of them that ran to the time limit."""
     env = gym.make(env_id)
     generator = th.Generator().manual_seed(seed)
-    returns = []
+    returns, timed_out = [], []
     for episode in range(episodes):
         observation, _ = env.reset(seed=1000 + seed + episode)
         done, total = False, 0.0
@@ -55,7 +65,8 @@ def episode_returns(model: GumbelAC | SoftQ, env_id: str, seed: int, mode: str, 
             total += float(reward)
             done = terminated or truncated
         returns.append(total)
-    return float(np.mean(returns))
+        timed_out.append(truncated and not terminated)
+    return {"return": round(float(np.mean(returns)), 1), "timed_out": float(np.mean(timed_out))}
 
 
 def entropy_coefficient(model: GumbelAC | SoftQ) -> float:
@@ -71,11 +82,17 @@ class Probe(BaseCallback):
     :param env_id: the env, for the evaluation episodes
     :param seed: the run's seed
     :param every: env steps between two probes
+    :param episodes: evaluation episodes per mode
     """
 
-    def __init__(self, env_id: str, seed: int, every: int) -> None:
+    def __init__(self, env_id: str, seed: int, every: int, episodes: int) -> None:
         super().__init__()
-        self.env_id, self.seed, self.every = env_id, seed, every
+        self.env_id, self.seed, self.every, self.episodes = env_id, seed, every, episodes
+
+    def returns(self, mode: str) -> dict[str, float]:
+        """Evaluate the model now in ``mode``."""
+        assert isinstance(self.model, GumbelAC | SoftQ)
+        return episode_returns(self.model, self.env_id, self.seed, mode, self.episodes)
 
     def _on_step(self) -> bool:
         if self.num_timesteps % self.every:
@@ -98,17 +115,16 @@ class Probe(BaseCallback):
         best_two = q_values.topk(2, dim=-1).values
         logit_gaps = logits.topk(2, dim=-1).values
         entropy = -(th.softmax(logits, -1) * th.log_softmax(logits, -1)).sum(-1)
-        recent = buffer.actions[max(0, stored - 5_000) : stored, 0].reshape(-1).astype(np.int64)
+        boltzmann = th.log_softmax(q_values / entropy_coefficient(model), -1)
+        # The last 5,000 transitions stored, which wrap around the end of a full buffer.
+        recent_rows = (buffer.pos - 1 - np.arange(min(5_000, stored))) % buffer.buffer_size
+        recent = buffer.actions[recent_rows, 0].reshape(-1).astype(np.int64)
         smallest_reward = float(buffer.rewards[:stored].min())
         row = {
             "step": self.num_timesteps,
-            "actor_greedy": None
-            if isinstance(model, SoftQ)
-            else episode_returns(model, self.env_id, self.seed, "actor_greedy"),
-            "actor_sample": None
-            if isinstance(model, SoftQ)
-            else episode_returns(model, self.env_id, self.seed, "actor_sample"),
-            "critic_greedy": episode_returns(model, self.env_id, self.seed, "critic_greedy"),
+            "actor_greedy": None if isinstance(model, SoftQ) else self.returns("actor_greedy"),
+            "actor_sample": None if isinstance(model, SoftQ) else self.returns("actor_sample"),
+            "critic_greedy": self.returns("critic_greedy"),
             "mean_q": float(q_values.mean()),
             "min_q": float(q_values.min()),
             "max_q": float(q_values.max()),
@@ -116,16 +132,21 @@ class Probe(BaseCallback):
             "logit_gap": float((logit_gaps[:, 0] - logit_gaps[:, 1]).median()),
             "entropy": float(entropy.mean()),
             "agree": float((logits.argmax(-1) == q_values.argmax(-1)).float().mean()),
+            "kl_boltzmann_actor": float(
+                (boltzmann.exp() * (boltzmann - th.log_softmax(logits, -1))).sum(-1).mean()
+            ),
             "actor_shares": [
                 round(float(x), 3) for x in th.bincount(logits.argmax(-1), minlength=n_actions) / len(logits)
             ],
             "taken_shares": [
                 round(float(x), 3) for x in np.bincount(recent, minlength=n_actions) / max(len(recent), 1)
             ],
-            "ent_coef": float(
-                model.ent_coef_tensor if model.log_ent_coef is None else model.log_ent_coef.detach().exp()
-            ),
+            "ent_coef": entropy_coefficient(model),
             "above_smallest_reward": int((buffer.rewards[:stored] > smallest_reward).sum()),
+            # SB3 stores a time limit's truncation as done, and its flag in `timeouts`.
+            "positive_terminals": int(
+                ((buffer.rewards[:stored] > 0) & (buffer.dones[:stored] > buffer.timeouts[:stored])).sum()
+            ),
         }
         print(json.dumps(row), flush=True)
         return True
@@ -176,7 +197,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--every", type=int, default=10_000)
+    parser.add_argument("--episodes", type=int, default=5, help="evaluation episodes per mode and probe")
     parser.add_argument("--kwargs", default="{}", help="constructor keywords as JSON")
+    parser.add_argument("--save", help="save the trained model to this path")
     parser.add_argument("--random-policies", action="store_true", help="measure untrained policies instead")
     args = parser.parse_args()
     th.set_num_threads(1)
@@ -184,8 +207,11 @@ def main() -> None:
         random_policy_successes(args.env_id)
         return
     agent = GumbelAC if args.agent == "GumbelAC" else SoftQ
-    model = agent("MlpPolicy", args.env_id, seed=args.seed, **json.loads(args.kwargs))
-    model.learn(args.steps, callback=Probe(args.env_id, args.seed, args.every))
+    env = make_vec_env(partial(make_env, args.env_id), n_envs=1)
+    model = agent("MlpPolicy", env, seed=args.seed, **json.loads(args.kwargs))
+    model.learn(args.steps, callback=Probe(args.env_id, args.seed, args.every, args.episodes))
+    if args.save:
+        model.save(args.save)
 
 
 if __name__ == "__main__":
