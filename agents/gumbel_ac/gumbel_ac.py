@@ -21,6 +21,7 @@ from rlrelax._validation import (
     check_non_negative,
     check_number_or_schedule,
     check_positive,
+    check_unit_interval,
     value_at,
 )
 from rlrelax.agents.common import (
@@ -80,9 +81,9 @@ class ActorValue(NamedTuple):
 
     :param logits: the actor's logits, ``(batch, layout.width)``
     :param entropy: the policy's exact entropy in each state, ``(batch,)``, differentiable
-    :param q_value: ``mean_s E_{a~π(·|s)} min_i Q_i(s, a)``, detached: exact for a ``Discrete`` space, the
-        surrogate's value (the estimator's Monte Carlo estimate; at relaxed actions for ``"gumbel_softmax"``)
-        for several choices
+    :param q_value: ``mean_s E_{a~π(·|s)} Q(s, a)`` of the critics' pooled value, detached: exact for a
+        ``Discrete`` space, the surrogate's value (the estimator's Monte Carlo estimate; at relaxed actions
+        for ``"gumbel_softmax"``) for several choices
     :param surrogate: a scalar whose gradient w.r.t. the actor estimates ``∇ mean_s E_{a~π(·|s)} Q(s, a)``
     """
 
@@ -106,7 +107,12 @@ class GumbelAC(OffPolicyAlgorithm):
     the entropy term exactly and the gradient of ``E_{a~π} Q(s, a)`` from ``estimator``. How a relaxed
     action reaches the critic (``critic_input``) is explained in :class:`DiscreteCritic`: under the
     default mixture critic ``"gumbel_softmax"`` and ``"straight_through"`` train identically.
-    ``train/actor_loss`` logs the exact soft actor objective whatever the estimator.
+    ``train/actor_loss`` logs the exact soft actor objective whatever the estimator. Wherever one value of
+    the twin critics is needed (the target and the actor's value) they are pooled by ``critic_pessimism``:
+    their minimum by default, the clipped double Q of Fujimoto et al. (2018), "Addressing Function
+    Approximation Error in Actor-Critic Methods", which SAC uses; below 1, nearer their mean, the
+    pessimism that Moskovitz et al. (2021), "Tactical Optimism and Pessimism for Deep Reinforcement
+    Learning", show to be a per-task setting.
 
     Defaults target ``GumbelAC("MlpPolicy", "CartPole-v1").learn(50_000)`` for every estimator; the evidence
     for each, with the commands that reproduce it, is in ``experiments/tuning/gumbel_ac.md``.
@@ -186,6 +192,9 @@ class GumbelAC(OffPolicyAlgorithm):
     :param munchausen_clip: The lower bound l0 < 0 of ``alpha log π`` in the Munchausen reward
     :param logit_penalty: lambda of the actor's penalty ``lambda E_s[Σ_k (l_k - mean_k l)²]`` (0: off), which
         keeps the logit gaps finite where a saturated softmax would stop every estimator's gradient
+    :param critic_pessimism: p in [0, 1] of the critics' pooled value ``(1 - p)·mean_i Q_i + p·min_i Q_i``
+        (for two critics ``mean - p·|Q_1 - Q_2|/2``): 1, the minimum, keeps CartPole-v1's runs from
+        collapsing; LunarLander-v3 takes 0.5 (``hyperparams.toml``: the minimum never lets it land)
     :param max_grad_norm: The maximum norm of the critics' gradient (clipped before each step)
     :param stats_window_size: Window size for the rollout logging
     :param tensorboard_log: The log location for tensorboard (if None, no logging)
@@ -232,6 +241,7 @@ class GumbelAC(OffPolicyAlgorithm):
         munchausen_coef: float = 0.5,
         munchausen_clip: float = -1.0,
         logit_penalty: float = 0.003,
+        critic_pessimism: float = 1.0,
         max_grad_norm: float = 10.0,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -251,6 +261,7 @@ class GumbelAC(OffPolicyAlgorithm):
         check_target_entropy(target_entropy)
         check_munchausen(munchausen_coef, munchausen_clip)
         check_non_negative(logit_penalty, "logit_penalty")
+        check_unit_interval(critic_pessimism, "critic_pessimism", include_zero=True)
         check_soft_critic_arguments(tau, gamma, target_update_interval, max_grad_norm)
         if policy_kwargs is not None and "critic_input" in policy_kwargs:
             raise ValueError(
@@ -313,6 +324,7 @@ class GumbelAC(OffPolicyAlgorithm):
         self.munchausen_coef = munchausen_coef
         self.munchausen_clip = munchausen_clip
         self.logit_penalty = logit_penalty
+        self.critic_pessimism = critic_pessimism
         self.max_grad_norm = max_grad_norm
         self.log_ent_coef: th.Tensor | None = None
         self.ent_coef_optimizer: th.optim.Adam | None = None
@@ -375,6 +387,17 @@ class GumbelAC(OffPolicyAlgorithm):
             return th.exp(self.log_ent_coef.detach())
         return self.ent_coef_tensor
 
+    def _pooled(self, values: th.Tensor) -> th.Tensor:
+        """The critics' values pooled: ``(1 - p)·mean_i Q_i + p·min_i Q_i``, p = ``critic_pessimism``.
+
+        :param values: Every critic's values, shape ``(n_critics, ...)``
+        :return: The pooled values, shape ``(...)``: the minimum (clipped double Q) at the default p = 1
+        """
+        lowest = values.min(dim=0).values
+        if self.critic_pessimism == 1.0:
+            return lowest
+        return th.lerp(values.mean(dim=0), lowest, self.critic_pessimism)
+
     @contextmanager
     def _frozen_critic(self) -> Iterator[None]:
         """Build graphs in which the critic's parameters take no gradient (inputs still do)."""
@@ -413,13 +436,13 @@ class GumbelAC(OffPolicyAlgorithm):
         log_probs = F.log_softmax(logits, dim=-1)
         with th.no_grad():
             features = critic.features(observations)
-            q_values = critic.all_action_values(features).min(dim=0).values
+            q_values = self._pooled(critic.all_action_values(features))
 
         def value(actions: th.Tensor) -> th.Tensor:
             # actions: (n_samples, batch, K) one-hot or relaxed -> (n_samples, batch)
             if critic.critic_input == "mixture":
                 return (actions * q_values).sum(dim=-1)
-            return critic.action_values(features, actions).min(dim=0).values
+            return self._pooled(critic.action_values(features, actions))
 
         options: dict[str, Any] = {}
         if estimator in _RELAXED_ESTIMATORS:
@@ -463,7 +486,7 @@ class GumbelAC(OffPolicyAlgorithm):
 
         def value(actions: th.Tensor) -> th.Tensor:
             # actions: (n, batch, width) encoded or relaxed joint actions -> (n, batch)
-            return critic.action_values(features, actions).min(dim=0).values
+            return self._pooled(critic.action_values(features, actions))
 
         with self._frozen_critic():
             surrogate = self._layout.surrogate(
@@ -567,7 +590,7 @@ class GumbelAC(OffPolicyAlgorithm):
         return ActorGradientDraws(estimates, gradient("exact", None))
 
     def _critic_target(self, replay_data: ReplayBufferSamples, ent_coef: float) -> th.Tensor:
-        """The critics' soft Bellman target, on the clipped target critics ``min_i Q̄_i``.
+        """The critics' soft Bellman target, on the target critics' pooled value (:meth:`_pooled`).
 
         :param replay_data: A replay batch
         :param ent_coef: The entropy coefficient alpha
@@ -577,7 +600,7 @@ class GumbelAC(OffPolicyAlgorithm):
             return self._factorised_critic_target(replay_data, ent_coef)
 
         def target_q_values(observations: th.Tensor) -> th.Tensor:
-            return self.critic_target(observations).min(dim=0).values
+            return self._pooled(self.critic_target(observations))
 
         return soft_bellman_target(
             replay_data,
@@ -593,8 +616,8 @@ class GumbelAC(OffPolicyAlgorithm):
     def _factorised_critic_target(self, replay_data: ReplayBufferSamples, ent_coef: float) -> th.Tensor:
         """:meth:`_critic_target` for several choices: the actor's soft value of the next state.
 
-        ``V(s') = E_{a'~π}[min_i Q̄_i(s', a') - alpha log π(a'|s')]`` (discrete SAC's target, Christodoulou,
-        2019, Sec. 4, with SAC's clipped double Q, Haarnoja et al., 2018), by
+        ``V(s') = E_{a'~π}[Q̄(s', a') - alpha log π(a'|s')]`` (discrete SAC's target, Christodoulou, 2019,
+        Sec. 4, with the target critics pooled by :meth:`_pooled`, by default SAC's clipped double Q), by
         :meth:`rlrelax.agents.common.ChoiceLayout.soft_value`: exact for a small joint space, else the mean
         over ``n_samples`` draws of the actor; the Munchausen term takes ``alpha log π(a|s)`` from the actor.
 
@@ -606,7 +629,7 @@ class GumbelAC(OffPolicyAlgorithm):
         features = self.critic_target.features(replay_data.next_observations)
 
         def q_values(actions: th.Tensor) -> th.Tensor:
-            return self.critic_target.action_values(features, actions).min(dim=0).values
+            return self._pooled(self.critic_target.action_values(features, actions))
 
         next_values = self._layout.soft_value(next_logits, q_values, ent_coef, self.n_samples)
         scaled_log_pi = (

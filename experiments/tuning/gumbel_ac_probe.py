@@ -6,18 +6,18 @@
     python experiments/tuning/gumbel_ac_probe.py Acrobot-v1 --random-policies
 
 Every ``--every`` env steps it prints one JSON line: ``--episodes`` evaluation episodes (env seeds 1000 + seed
-+ i) acting greedily on the actor, sampling the actor, and greedily on the critics (the minimum of the twin
-critics; for SoftQ, its Q-network), each with its mean return and the share of its episodes that ran to the
-time limit (on LunarLander-v3: hovering), and, on 2,000 replay states drawn with a fixed seed, the critic's
-mean and range of ``Q``, its median action gap (best minus second best), the actor's median logit gap and mean
-entropy, how often the actor's and the critic's best actions agree, the mean KL divergence from the critic's
-Boltzmann policy ``softmax(Q / alpha)`` to the actor, each action's share of the actor's greedy choices, the
-shares of the actions taken in the last 5,000 steps, the entropy coefficient, and how many transitions in the
-buffer earned more than the env's smallest reward (on Acrobot-v1: reached the goal) and how many ended an
-episode with a positive reward (on LunarLander-v3: landed). The training env is made as ``rlrelax compare``
-makes it and the probe draws from its own generators, so a probe run is the comparison's run of the same
-agent, seed and keywords (the keywords as given: the hyperparameter file is not applied). Used for the
-diagnosis in ``experiments/tuning/gumbel_ac.md``.
++ i) acting greedily on the actor, sampling the actor, and greedily on the critics (their values pooled as the
+model pools them, by default the minimum of the twin critics; for SoftQ, its Q-network), each with its mean
+return and the share of its episodes that ran to the time limit (on LunarLander-v3: hovering), and, on 2,000
+replay states drawn with a fixed seed, the critics' pooled values: their mean and range, their median action
+gap (best minus second best); the actor's median logit gap and mean entropy, how often the actor's and the
+critic's best actions agree, the mean KL divergence from the critic's Boltzmann policy ``softmax(Q / alpha)``
+to the actor, each action's share of the actor's greedy choices, the shares of the actions taken in the last
+5,000 steps, the entropy coefficient, and how many transitions in the buffer earned more than the env's
+smallest reward (on Acrobot-v1: reached the goal) and how many ended an episode with a positive reward (on
+LunarLander-v3: landed). The training env is made as ``rlrelax compare`` makes it and the probe draws from its
+own generators, so a probe run is the comparison's run of the same agent, seed and keywords (the keywords as
+given: the hyperparameter file is not applied). Used for the diagnosis in ``experiments/tuning/gumbel_ac.md``.
 """
 
 import argparse
@@ -52,7 +52,7 @@ def episode_returns(
                     values = (
                         model.q_net(batch)
                         if isinstance(model, SoftQ)
-                        else model.policy.critic(batch).min(0).values
+                        else model._pooled(model.policy.critic(batch))
                     )
                     action = int(values.argmax())
                 else:
@@ -109,7 +109,7 @@ class Probe(BaseCallback):
                 q_values = model.q_net(observations)
                 logits = q_values / float(model.policy.ent_coef)
             else:
-                q_values = model.policy.critic(observations).min(0).values
+                q_values = model._pooled(model.policy.critic(observations))
                 logits = model.policy.actor(observations)
         n_actions = q_values.shape[-1]
         best_two = q_values.topk(2, dim=-1).values

@@ -35,6 +35,11 @@ def observations(n: int = 16) -> torch.Tensor:
     return 0.1 * torch.randn(n, 4, generator=generator)
 
 
+def pooled(values: torch.Tensor, pessimism: float) -> torch.Tensor:
+    """The critics' values pooled as ``critic_pessimism`` says: ``(1 - p)·mean + p·min`` over the critics."""
+    return (1 - pessimism) * values.mean(dim=0) + pessimism * values.min(dim=0).values
+
+
 def parameters(model: GumbelAC) -> dict[str, torch.Tensor]:
     return {name: value.detach().clone() for name, value in model.policy.state_dict().items()}
 
@@ -114,6 +119,8 @@ def test_temperature_schedule_is_followed_and_logged() -> None:
         ({"munchausen_clip": 0.0}, "munchausen_clip"),
         ({"logit_penalty": -0.1}, "logit_penalty"),
         ({"logit_penalty": float("nan")}, "logit_penalty"),
+        ({"critic_pessimism": 1.5}, r"critic_pessimism must be in \[0, 1\], got 1.5"),
+        ({"critic_pessimism": -0.1}, "critic_pessimism"),
         ({"max_grad_norm": 0.0}, "max_grad_norm"),
         ({"policy_kwargs": {"critic_input": "concat"}}, "critic_input"),
     ],
@@ -132,6 +139,7 @@ def test_bad_arguments_are_refused_by_name(kwargs: dict[str, Any], match: str) -
         ({"estimator": 3}, "estimator must be one of"),
         ({"ent_coef": [0.1]}, r"ent_coef must be .*got \[0.1\] of type list"),
         ({"tau": "0.1"}, "tau must be a real number, got '0.1'"),
+        ({"critic_pessimism": "half"}, "critic_pessimism must be a real number, got 'half'"),
     ],
 )
 def test_arguments_of_the_wrong_type_are_type_errors(kwargs: dict[str, Any], match: str) -> None:
@@ -160,11 +168,12 @@ class BadMiddle:
         return 1.0 if progress_remaining in (0.0, 1.0) or progress_remaining > 0.9 else -1.0
 
 
-def test_exact_estimator_gives_the_exact_soft_actor_gradient() -> None:
-    model = make(estimator="exact", ent_coef=0.3, logit_penalty=0.0)
+@pytest.mark.parametrize("critic_pessimism", [1.0, 0.5, 0.0])
+def test_exact_estimator_gives_the_exact_soft_actor_gradient(critic_pessimism: float) -> None:
+    model = make(estimator="exact", ent_coef=0.3, logit_penalty=0.0, critic_pessimism=critic_pessimism)
     obs = observations()
     logits = model.actor(obs)
-    q = model.critic(obs).min(dim=0).values.detach()
+    q = pooled(model.critic(obs), critic_pessimism).detach()
 
     def soft_value(actions: torch.Tensor) -> torch.Tensor:
         # f(e_k) = Q(s, k) - alpha log π(k|s), the per-action soft value the actor maximises.
@@ -208,13 +217,18 @@ def test_logit_penalty_moves_a_saturated_actor_that_the_entropy_bonus_cannot() -
     torch.testing.assert_close(gradients[1][:, 0], torch.full((obs.shape[0],), 0.4 / obs.shape[0]))
 
 
+@pytest.mark.parametrize("critic_pessimism", [1.0, 0.5, 0.0])
 @pytest.mark.parametrize("next_value", ["boltzmann", "policy"])
 @pytest.mark.parametrize(("munchausen_coef", "munchausen_clip"), [(0.0, -1.0), (0.9, -1.0), (0.9, -0.05)])
 def test_critic_target_is_the_soft_bellman_target_plus_the_munchausen_reward(
-    next_value: str, munchausen_coef: float, munchausen_clip: float
+    next_value: str, munchausen_coef: float, munchausen_clip: float, critic_pessimism: float
 ) -> None:
     model = make(
-        next_value=next_value, munchausen_coef=munchausen_coef, munchausen_clip=munchausen_clip, n_steps=1
+        next_value=next_value,
+        munchausen_coef=munchausen_coef,
+        munchausen_clip=munchausen_clip,
+        n_steps=1,
+        critic_pessimism=critic_pessimism,
     )
     obs, next_obs = observations(8), observations(8) + 0.05
     actions = torch.tensor([[0], [1], [1], [0], [1], [0], [0], [1]])
@@ -227,14 +241,14 @@ def test_critic_target_is_the_soft_bellman_target_plus_the_munchausen_reward(
         model.critic_target.q_networks.weights[-1].mul_(20.0)
         model.actor.logits_net[-1].weight.mul_(20.0)
         if next_value == "boltzmann":
-            # The policy is softmax(Q̄/alpha) of the clipped target critics.
-            q, next_q = (torch.minimum(*model.critic_target(o)) for o in (obs, next_obs))
+            # The policy is softmax(Q̄/alpha) of the target critics' pooled values.
+            q, next_q = (pooled(model.critic_target(o), critic_pessimism) for o in (obs, next_obs))
             log_pi = torch.log_softmax(q / alpha, dim=-1).gather(1, actions)
             next_log_probs = torch.log_softmax(next_q / alpha, dim=-1)
         else:
             log_pi = torch.log_softmax(model.actor(obs), dim=-1).gather(1, actions)
             next_log_probs = torch.log_softmax(model.actor(next_obs), dim=-1)
-            next_q = torch.minimum(*model.critic_target(next_obs))
+            next_q = pooled(model.critic_target(next_obs), critic_pessimism)
     # The soft value E_π[Q̄ - alpha log π], which is alpha·logsumexp(Q̄/alpha) for the Boltzmann policy.
     next_v = (next_log_probs.exp() * (next_q - alpha * next_log_probs)).sum(dim=1, keepdim=True)
     bonus = munchausen_coef * torch.clamp(alpha * log_pi, min=munchausen_clip, max=0.0)
