@@ -365,7 +365,13 @@ def test_ensemble_members_are_independent_mlps(net_arch: list[int]) -> None:
 @pytest.mark.parametrize("critic_input", ["mixture", "concat"])
 def test_save_load_round_trip_with_replay_buffer_and_schedule(tmp_path: Path, critic_input: str) -> None:
     schedule = LinearSchedule(2.0, 0.5)
-    model = make(estimator="gumbel_rao", temperature=schedule, ent_coef="auto", critic_input=critic_input)
+    model = make(
+        estimator="gumbel_rao",
+        temperature=schedule,
+        ent_coef="auto",
+        critic_input=critic_input,
+        critic_pessimism=0.5,
+    )
     model.learn(300)
     model.save(tmp_path / "model")
     model.save_replay_buffer(tmp_path / "buffer")
@@ -387,6 +393,7 @@ def test_save_load_round_trip_with_replay_buffer_and_schedule(tmp_path: Path, cr
     )
     assert loaded.temperature == schedule and loaded.estimator == "gumbel_rao"
     assert loaded.critic_input == critic_input == loaded.critic.critic_input
+    assert loaded.critic_pessimism == 0.5
     assert loaded.replay_buffer is not None and model.replay_buffer is not None
     assert loaded.replay_buffer.size() == model.replay_buffer.size() == 300
     np.testing.assert_array_equal(loaded.replay_buffer.observations, model.replay_buffer.observations)
