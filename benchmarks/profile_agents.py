@@ -12,7 +12,9 @@ run, not from isolated micro-benchmarks:
 - per gradient step (``train``): the replay buffer's ``sample``, the critic target, the actor loss's
   forward pass (GumbelAC), every ``backward``, every optimiser ``step`` (gradient clipping included in the
   rest), the target network update, and the rest (the critic's forward pass and loss, logging);
-- per evaluation: one ``evaluate_policy`` of 10 deterministic episodes on 10 envs, as the comparison runs it.
+- per evaluation: one ``evaluate_policy`` of 10 deterministic episodes on 10 envs, as the comparison runs it;
+- last, the matrix products' share of a gradient step (``torch.profiler``, over 500 more gradient steps): the
+  arithmetic that no cut in per-call overhead removes, so a floor under the time to solve.
 
 Timings are wall time on one thread (``torch.set_num_threads(1)``, as the comparison's workers run); the
 stopwatch itself costs about a microsecond per wrapped call. Run it on a quiet machine::
@@ -39,6 +41,7 @@ from rlrelax.agents import GumbelAC, SoftQ
 
 ENV_ID = "CartPole-v1"
 EVALUATION_EPISODES = 10
+MATRIX_PRODUCTS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
 
 
 class Stopwatch:
@@ -118,22 +121,42 @@ def profile(model: OffPolicyAlgorithm, steps: int) -> Stopwatch:
                 watch.wrap("critic target", gumbel_ac_module.soft_bellman_target),
             )
         )
-        stack.enter_context(
-            patched(
-                gumbel_ac_module, "polyak_update", watch.wrap("target update", gumbel_ac_module.polyak_update)
-            )
-        )
         if isinstance(model, GumbelAC):
-            stack.enter_context(
-                patched(model, "_actor_loss", watch.wrap("actor loss forward", model._actor_loss))
-            )
+            for name, attribute in [
+                ("target update", "_update_target_critic"),
+                ("actor loss forward", "_actor_loss"),
+            ]:
+                stack.enter_context(patched(model, attribute, watch.wrap(name, getattr(model, attribute))))
         stack.enter_context(patched(torch.Tensor, "backward", watch.wrap("backward", torch.Tensor.backward)))
         model.learn(steps, reset_num_timesteps=False)
     return watch
 
 
+def matrix_product_seconds(model: OffPolicyAlgorithm, gradient_steps: int) -> float:
+    """The CPU time of the matrix products in one gradient step: the arithmetic no overhead cut removes.
+
+    Measured with ``torch.profiler`` (the self time of the matrix-product operators, whose kernels run at
+    about the core's peak rate at these sizes) over ``gradient_steps`` more gradient steps.
+
+    :param model: an off-policy agent that has already trained past ``learning_starts``
+    :param gradient_steps: gradient steps to profile
+    :return: seconds per gradient step
+    """
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        model.train(gradient_steps, model.batch_size)
+    micros = sum(
+        event.self_cpu_time_total for event in profiler.key_averages() if event.key in MATRIX_PRODUCTS
+    )
+    return micros * 1e-6 / gradient_steps
+
+
 def report(
-    label: str, model: OffPolicyAlgorithm, watch: Stopwatch, steps: int, evaluation_seconds: float
+    label: str,
+    model: OffPolicyAlgorithm,
+    watch: Stopwatch,
+    steps: int,
+    evaluation_seconds: float,
+    matrix_seconds: float,
 ) -> None:
     """Print the breakdown: microseconds per env step and per gradient step, and shares of the total."""
     seconds, calls = watch.seconds, watch.calls
@@ -170,6 +193,11 @@ def report(
             f"{name:<50}{spent / max(count, 1) * 1e6:>16.1f}{spent / steps * 1e6:>20.1f}{spent / total:>8.1%}"
         )
     print(f"{'evaluation (10 episodes, 10 envs)':<50}{evaluation_seconds * 1e6:>16.0f}")
+    gradient_step_seconds = seconds["train"] / max(gradient_steps, 1)
+    print(
+        f"matrix products: {matrix_seconds * 1e6:.0f} µs of a gradient step's "
+        f"{gradient_step_seconds * 1e6:.0f} ({matrix_seconds / gradient_step_seconds:.0%})"
+    )
 
 
 def main() -> None:
@@ -196,7 +224,8 @@ def main() -> None:
         eval_env = make_vec_env(ENV_ID, n_envs=EVALUATION_EPISODES, seed=args.seed + 1000)
         start = time.perf_counter()
         evaluate_policy(model, eval_env, n_eval_episodes=EVALUATION_EPISODES, deterministic=True)
-        report(label, model, watch, args.steps, time.perf_counter() - start)
+        evaluation_seconds = time.perf_counter() - start
+        report(label, model, watch, args.steps, evaluation_seconds, matrix_product_seconds(model, 500))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """GumbelAC: an off-policy actor-critic for discrete actions with a selectable actor-gradient estimator."""
 
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, NamedTuple, TypeVar
@@ -399,6 +400,17 @@ class GumbelAC(OffPolicyAlgorithm):
             return lowest
         return th.lerp(values.mean(dim=0), lowest, self.critic_pessimism)
 
+    @th.no_grad()
+    def _update_target_critic(self) -> None:
+        """``θ_target ← (1 - τ)·θ_target + τ·θ`` and the batch-norm statistics copied.
+
+        SB3's ``polyak_update`` arithmetic, to the last bit, in two calls over every parameter instead of two
+        a parameter.
+        """
+        th._foreach_mul_(self.critic_target_parameters, 1.0 - self.tau)
+        th._foreach_add_(self.critic_target_parameters, self.critic_parameters, alpha=self.tau)
+        polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+
     @contextmanager
     def _frozen_critic(self) -> Iterator[None]:
         """Build graphs in which the critic's parameters take no gradient (inputs still do)."""
@@ -655,11 +667,12 @@ class GumbelAC(OffPolicyAlgorithm):
         self._update_learning_rate(optimizers)
         temperature = self._current_temperature()
 
-        actor_losses, critic_losses, ent_coefs, entropies, ent_coef_losses = [], [], [], [], []
+        # Diagnostics stay tensors until the loop ends: one read of their values instead of five a step.
+        diagnostics: dict[str, list[th.Tensor]] = defaultdict(list)
         for gradient_step in range(gradient_steps):
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             ent_coef = self._current_ent_coef()
-            ent_coefs.append(ent_coef.item())
+            diagnostics["ent_coef"].append(ent_coef.detach().reshape(()))
 
             target_q = self._critic_target(replay_data, float(ent_coef))
             n_critics = self.critic.n_critics
@@ -668,22 +681,22 @@ class GumbelAC(OffPolicyAlgorithm):
             # SB3's DQN and rlrelax's SoftQ: a TD error far from the target moves the critic a bounded step.
             # Halved and summed over the critics, as SB3's SAC does with its squared error.
             critic_loss = 0.5 * n_critics * F.smooth_l1_loss(current_q, target_q.expand_as(current_q))
-            critic_losses.append(critic_loss.item())
+            diagnostics["critic_loss"].append(critic_loss.detach())
             self.critic.optimizer.zero_grad()
             critic_loss.backward()
             th.nn.utils.clip_grad_norm_(self.critic_parameters, self.max_grad_norm)
             self.critic.optimizer.step()
 
             actor_loss, info = self._actor_loss(replay_data.observations, ent_coef, temperature)
-            actor_losses.append(info["objective"].item())
-            entropies.append(info["entropy"].item())
+            diagnostics["actor_loss"].append(info["objective"].reshape(()))
+            diagnostics["entropy"].append(info["entropy"])
             self.actor.optimizer.zero_grad()
             actor_loss.backward()
             self.actor.optimizer.step()
 
             if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
                 loss_of_alpha = ent_coef_loss(self.log_ent_coef, info["entropy"], self._target_entropy)
-                ent_coef_losses.append(loss_of_alpha.item())
+                diagnostics["ent_coef_loss"].append(loss_of_alpha.detach())
                 self.ent_coef_optimizer.zero_grad()
                 loss_of_alpha.backward()
                 self.ent_coef_optimizer.step()
@@ -691,18 +704,14 @@ class GumbelAC(OffPolicyAlgorithm):
             # Counted over the whole run (gradient step number _n_updates + gradient_step + 1), so that an
             # interval longer than one train() call's gradient_steps is honoured.
             if (self._n_updates + gradient_step + 1) % self.target_update_interval == 0:
-                polyak_update(self.critic_parameters, self.critic_target_parameters, self.tau)
-                polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+                self._update_target_critic()
 
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/ent_coef", np.mean(ent_coefs))
-        self.logger.record("train/actor_loss", np.mean(actor_losses))
-        self.logger.record("train/critic_loss", np.mean(critic_losses))
-        self.logger.record("train/entropy", np.mean(entropies))
+        for name, values in diagnostics.items():
+            # The mean of the values as Python floats, as SB3's SAC logs its diagnostics.
+            self.logger.record(f"train/{name}", np.mean(th.stack(values).tolist()))
         self.logger.record("train/temperature", temperature)
-        if ent_coef_losses:
-            self.logger.record("train/ent_coef_loss", np.mean(ent_coef_losses))
 
     def learn(
         self: SelfGumbelAC,
