@@ -216,6 +216,7 @@ def main() -> None:
         ("GumbelAC-gumbel_softmax", GumbelAC, {"estimator": "gumbel_softmax"}),
         ("GumbelAC-exact", GumbelAC, {"estimator": "exact"}),
         ("GumbelAC-gumbel_rao", GumbelAC, {"estimator": "gumbel_rao"}),
+        ("GumbelAC-score_function", GumbelAC, {"estimator": "score_function"}),
     ]
     for label, algorithm, kwargs in agents:
         model = algorithm("MlpPolicy", make_vec_env(ENV_ID, seed=args.seed), seed=args.seed, **kwargs)
