@@ -347,8 +347,8 @@ class GumbelAC(OffPolicyAlgorithm):
         self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
         self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
         # Listed once: walking the module tree on every gradient step took about 5% of training time.
-        self.critic_parameters = list(self.critic.parameters())
-        self.critic_target_parameters = list(self.critic_target.parameters())
+        self.critic_parameters: list[th.Tensor] = list(self.critic.parameters())
+        self.critic_target_parameters: list[th.Tensor] = list(self.critic_target.parameters())
         # A model saved under an estimator's alias is loaded without passing through __init__.
         self.estimator = ESTIMATOR_ALIASES.get(self.estimator, self.estimator)
         if self._ent_coef_auto:
