@@ -143,7 +143,8 @@ def run(contender: Contender, seed: int, eval_every: int, threshold: float) -> O
 
 
 def parse_overrides(assignments: list[str]) -> dict[str, Any]:
-    """Parse ``--set KEY=VALUE`` arguments, each VALUE a TOML value.
+    """Parse ``--set KEY=VALUE`` arguments, each VALUE a TOML value in a spec's syntax (``"lin_0.004"`` is a
+    linear schedule: :mod:`rlrelax.compare.hyperparams`).
 
     :param assignments: the ``KEY=VALUE`` strings
     :return: the keyword arguments
@@ -157,7 +158,10 @@ def parse_overrides(assignments: list[str]) -> dict[str, Any]:
             overrides[key] = tomllib.loads(f"value = {value}")["value"]
         except tomllib.TOMLDecodeError as error:
             raise SystemExit(f"--set {assignment!r}: {value!r} is not a TOML value ({error})") from None
-    return overrides
+    try:
+        return resolve_kwargs(overrides)
+    except (TypeError, ValueError) as error:
+        raise SystemExit(f"--set: {error}") from None
 
 
 def main() -> None:
@@ -173,7 +177,8 @@ def main() -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a keyword argument of the rlrelax agents run (VALUE in TOML: 8, 0.99, 'auto')",
+        help="override a keyword argument of the rlrelax agents run (VALUE in TOML, in a spec's syntax: "
+        "8, 0.99, 'auto', '\"lin_0.004\"')",
     )
     parser.add_argument(
         "--n-envs",

@@ -17,9 +17,9 @@ committed ones. The bar holds against both at once: every one of these seeds tha
 >= 475) in every reference must solve here, and each agent's IQM final return over these seeds must reach
 90% of the lowest reference's (which also guards the seeds that did not solve against getting worse). What
 it catches is a change to an agent, its defaults or the evaluation; on a third kind of CPU each seed is a
-new draw, and a seed that solves with probability p fails with probability 1 - p. The two specs took 854 s
-and 234 s of 2 cores in a fresh clone's CI on 2026-12-03 (a day when this machine's Python ran about three
-times slower than on 2026-12-02): marked ``learning``.
+new draw, and a seed that solves with probability p fails with probability 1 - p. The two specs took 317 s
+and 85 s of 2 cores in a fresh clone's CI on 2026-12-04 (an Intel Xeon; 854 s and 234 s on 2026-12-03, a
+day when the AMD EPYC's Python ran about three times slower than the day before): marked ``learning``.
 """
 
 import csv
