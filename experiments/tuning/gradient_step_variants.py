@@ -8,7 +8,7 @@ row; then the variants take turns, 60 gradient steps each (``train``: replay sam
 GumbelAC the actor update, target update), for five timed rounds after one untimed, each turn under its row's
 number of torch threads. The ratios to the defaults hold on a loaded machine, since every variant shares the
 same load; the milliseconds do not. Used for the speed notes in ``experiments/tuning/speed.md``, "Cheaper
-gradient steps" and "Two threads, fused Adam".
+gradient steps" and "Two threads and fused Adam".
 """
 
 import argparse
