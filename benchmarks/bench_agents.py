@@ -7,7 +7,8 @@ median training wall time (evaluation time excluded) until the first evaluation 
 number of seeds that got there, and the ratios to SB3 PPO and SB3 DQN (> 1 means rlrelax is faster).
 
 The contenders are the agents of ``experiments/cartpole.toml`` (SB3's PPO and DQN with RL Zoo's tuned
-CartPole-v1 hyperparameters, rlrelax's agents with their defaults) plus GumbelAC's other estimators
+CartPole-v1 hyperparameters, rlrelax's agents with their defaults and their hyperparameter files'
+CartPole-v1 entries) plus GumbelAC's other estimators
 (``straight_through`` trains exactly as ``gumbel_softmax`` under the default mixture critic, so it is not
 repeated). Time to solve varies a lot from seed to seed, hence five seeds by default and medians. The
 machine and the thread count are printed with the table: the ratios are only comparable on one machine.
@@ -69,8 +70,8 @@ def contenders() -> list[Contender]:
             agent.label,
             resolve_algorithm(agent.algorithm)[1],
             agent.total_timesteps,
-            agent.n_envs,
-            resolve_kwargs(dict(agent.kwargs)),
+            agent.n_envs_for(ENV_ID),
+            resolve_kwargs(agent.kwargs_for(ENV_ID)),
         )
         for agent in [*load_spec(SPEC).agents, *EXTRA]
     ]

@@ -133,8 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train and save one agent",
         description="Train one agent on one env (its defaults, overridden by its per-env hyperparameter "
-        "file's values for this env, overridden by --kwargs), evaluate the final model, and save the run "
-        "folder (config.json, progress.csv, evaluations.npz, model.zip, result.json).",
+        "file's values for this env, overridden by --kwargs and --n-envs), evaluate the final model, and "
+        "save the run folder (config.json, progress.csv, evaluations.npz, model.zip, result.json).",
     )
     train.add_argument("algorithm", help="REINFORCE, SoftQ, GumbelAC, PPO, DQN, A2C or module:Class")
     train.add_argument("env", help="a Gymnasium env id, e.g. CartPole-v1")
@@ -145,7 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--out", type=Path, default=None, help="the run folder (default: runs/train/ENV/ALGO/seed-N)"
     )
-    train.add_argument("--n-envs", type=_count(1), default=1, help="parallel training envs (default: 1)")
+    train.add_argument(
+        "--n-envs",
+        type=_count(1),
+        default=None,
+        help="parallel training envs (default: the agent's hyperparameter file's number for the env, else 1)",
+    )
     train.add_argument(
         "--kwargs", default="{}", help='constructor keywords as JSON, e.g. \'{"learning_rate": "lin_0.001"}\''
     )
@@ -310,9 +315,12 @@ def _train(args: argparse.Namespace) -> int:
         print(f"rlrelax train: error: {error}", file=sys.stderr)
         return EXIT_INVALID
     (run,) = spec.runs()
-    from_file = run.agent.env_kwargs.get(args.env)
-    if from_file:
-        print(f"{args.algorithm} on {args.env}: from its hyperparameter file, {json.dumps(from_file)}")
+    from_file = run.agent.hyperparameters.get(args.env)
+    if from_file is not None:
+        print(
+            f"{args.algorithm} on {args.env}: from its hyperparameter file, {json.dumps(from_file.kwargs)}"
+            + (f" and n_envs = {from_file.n_envs}" if from_file.n_envs is not None else "")
+        )
     folder = args.out if args.out is not None else run.folder(Path("runs"))
     # The run folder is wiped before training: only ever wipe an unfinished run, never a finished one or
     # a folder that holds something else.

@@ -14,8 +14,10 @@ tables resolved element by element (``policy_kwargs = { net_arch = [256, 256] }`
 
 Each rlrelax agent also ships a hyperparameter file, ``hyperparams.toml`` in its package, in the manner of RL
 Zoo's per-algorithm files: one table per env id that needs values other than the agent's defaults, written
-in this syntax, each with a comment giving the reason and the evidence (:func:`hyperparameter_file`).
-``rlrelax compare`` and ``rlrelax train`` apply an env's table beneath the keyword arguments they are given.
+in this syntax, each with a comment giving the reason and the evidence (:func:`hyperparameter_file`). Its keys
+are the agent's constructor keywords, and ``n_envs``, the number of training envs, as in RL Zoo's files.
+``rlrelax compare`` and ``rlrelax train`` apply an env's table beneath the keyword arguments and the number of
+envs they are given.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import datetime
 import math
 import re
 import tomllib
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -31,6 +34,7 @@ from rlrelax.compare.registry import import_object
 
 __all__ = [
     "HYPERPARAMETER_FILES",
+    "EnvHyperparameters",
     "check_value",
     "hyperparameter_file",
     "resolve_kwargs",
@@ -120,14 +124,26 @@ def resolve_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {name: resolve_value(value) for name, value in kwargs.items()}
 
 
-def hyperparameter_file(algorithm_path: str) -> dict[str, dict[str, Any]]:
+@dataclass(frozen=True)
+class EnvHyperparameters:
+    """One env's entry of an algorithm's hyperparameter file.
+
+    :param kwargs: the constructor's keyword arguments, as written (unresolved)
+    :param n_envs: the number of training envs, or ``None`` when the entry does not say
+    """
+
+    kwargs: dict[str, Any]
+    n_envs: int | None = None
+
+
+def hyperparameter_file(algorithm_path: str) -> dict[str, EnvHyperparameters]:
     """Read an algorithm's per-env hyperparameter file; ``{}`` for an algorithm without one (SB3's).
 
     :param algorithm_path: the algorithm's import string, e.g. ``"rlrelax.agents:GumbelAC"``
-    :return: each listed env id's table of keyword arguments, as written (unresolved)
-    :raises ValueError: naming the file, for a file that is not TOML or an entry that is not a table (the
-        entries' keys and values are checked as a spec's ``kwargs`` are, where a spec or ``rlrelax train``
-        uses them)
+    :return: each listed env id's entry
+    :raises ValueError: naming the file, for a file that is not TOML, an entry that is not a table, or an
+        ``n_envs`` that is not a positive integer (the entries' keyword arguments are checked as a spec's
+        ``kwargs`` are, where a spec or ``rlrelax train`` uses them)
     """
     location = HYPERPARAMETER_FILES.get(algorithm_path)
     if location is None:
@@ -138,7 +154,13 @@ def hyperparameter_file(algorithm_path: str) -> dict[str, dict[str, Any]]:
         data = tomllib.loads(resources.files(package).joinpath(name).read_text())
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{source}: not valid TOML: {error}") from None
+    entries = {}
     for env_id, table in data.items():
         if not isinstance(table, dict):
             raise ValueError(f"{source}: [{env_id!r}] must be a table of keyword arguments, got {table!r}")
-    return data
+        kwargs = dict(table)
+        n_envs = kwargs.pop("n_envs", None)
+        if n_envs is not None and (isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1):
+            raise ValueError(f"{source}: [{env_id!r}].n_envs must be a positive integer, got {n_envs!r}")
+        entries[env_id] = EnvHyperparameters(kwargs, n_envs)
+    return entries

@@ -18,7 +18,7 @@ from typing import Any
 
 from rlrelax._validation import check_int
 from rlrelax.compare.envs import make_env
-from rlrelax.compare.hyperparams import check_value, hyperparameter_file, resolve_kwargs
+from rlrelax.compare.hyperparams import EnvHyperparameters, check_value, hyperparameter_file, resolve_kwargs
 from rlrelax.compare.registry import RESERVED_KWARGS, accepted_kwargs, import_object, resolve_algorithm
 from rlrelax.compare.store import run_dir, run_status
 
@@ -141,28 +141,30 @@ class AgentSpec:
     :param algorithm: the algorithm as written in the spec (a short name or ``"module:Class"``)
     :param algorithm_path: the import string it resolved to
     :param total_timesteps: the training budget in env steps
-    :param n_envs: the number of parallel training envs (a ``DummyVecEnv``)
+    :param n_envs: the number of parallel training envs (a ``DummyVecEnv``), or ``None`` (the default) for the
+        hyperparameter file's number for the env, else 1 (:meth:`n_envs_for`)
     :param policy: the policy name or import string passed as the first constructor argument
     :param kwargs: the constructor's keyword arguments as written (see :mod:`rlrelax.compare.hyperparams`)
     :param has_actor_gradient: whether gradient diagnostics can measure it
         (:func:`rlrelax.callbacks.measures_actor_gradient`; the spec check reads it off the algorithm)
     :param normalize: ``VecNormalize``'s keyword arguments when the training env is wrapped in it (RL Zoo's
         ``normalize``; ``{}`` for its defaults), or ``None`` (the default) for no normalisation
-    :param env_kwargs: the algorithm's per-env hyperparameter file (:func:`rlrelax.compare.hyperparams.
-        hyperparameter_file`): keyword arguments by env id, applied beneath ``kwargs``; ``{}`` when the spec
-        turns the file off (``hyperparams = false``) or the algorithm has none
+    :param hyperparameters: the algorithm's per-env hyperparameter file (:func:`rlrelax.compare.hyperparams.
+        hyperparameter_file`): each listed env's keyword arguments, applied beneath ``kwargs``, and number of
+        envs, applied where ``n_envs`` is not given; ``{}`` when the spec turns the file off
+        (``hyperparams = false``) or the algorithm has none
     """
 
     label: str
     algorithm: str
     algorithm_path: str
     total_timesteps: int
-    n_envs: int = 1
+    n_envs: int | None = None
     policy: str = "MlpPolicy"
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     has_actor_gradient: bool = True
     normalize: Mapping[str, Any] | None = None
-    env_kwargs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    hyperparameters: Mapping[str, EnvHyperparameters] = field(default_factory=dict)
 
     def kwargs_for(self, env_id: str) -> dict[str, Any]:
         """The keyword arguments of this agent's runs on ``env_id``: the file's for that env, then ``kwargs``.
@@ -170,7 +172,19 @@ class AgentSpec:
         :param env_id: the env id
         :return: the merged keyword arguments, as written (unresolved)
         """
-        return {**self.env_kwargs.get(env_id, {}), **self.kwargs}
+        entry = self.hyperparameters.get(env_id)
+        return {**(entry.kwargs if entry is not None else {}), **self.kwargs}
+
+    def n_envs_for(self, env_id: str) -> int:
+        """The training envs of this agent's runs on ``env_id``: ``n_envs``, else the file's, else 1.
+
+        :param env_id: the env id
+        :return: a positive number of envs
+        """
+        if self.n_envs is not None:
+            return self.n_envs
+        entry = self.hyperparameters.get(env_id)
+        return entry.n_envs if entry is not None and entry.n_envs is not None else 1
 
 
 @dataclass(frozen=True)
@@ -211,7 +225,7 @@ class RunSpec:
             "policy": self.agent.policy,
             "kwargs": self.agent.kwargs_for(self.env_id),
             "total_timesteps": self.agent.total_timesteps,
-            "n_envs": self.agent.n_envs,
+            "n_envs": self.agent.n_envs_for(self.env_id),
             "seed": self.seed,
             "evaluation": {
                 "every": self.evaluation.every,
@@ -529,14 +543,14 @@ def _check_agent(raw: object, index: int, source: str) -> AgentSpec:
     use_file = raw.get("hyperparams", True)
     if not isinstance(use_file, bool):
         raise SpecError(source, f"{where}hyperparams", f"must be true or false, got {use_file!r}")
-    env_kwargs: dict[str, dict[str, Any]] = {}
+    hyperparameters: dict[str, EnvHyperparameters] = {}
     if use_file:
         try:
-            env_kwargs = hyperparameter_file(path)
+            hyperparameters = hyperparameter_file(path)
         except ValueError as error:
             raise SpecError(source, f"{where}hyperparams", str(error)) from None
-        for env_id, table in env_kwargs.items():
-            _check_kwargs(table, cls, algorithm, f"{where}hyperparams[{env_id!r}]", source)
+        for env_id, entry in hyperparameters.items():
+            _check_kwargs(entry.kwargs, cls, algorithm, f"{where}hyperparams[{env_id!r}]", source)
     from rlrelax.callbacks.gradient_stats import measures_actor_gradient
 
     return AgentSpec(
@@ -544,12 +558,12 @@ def _check_agent(raw: object, index: int, source: str) -> AgentSpec:
         algorithm=algorithm,
         algorithm_path=path,
         total_timesteps=_positive_int(raw, "total_timesteps", where, source),
-        n_envs=_positive_int(raw, "n_envs", where, source, default=1),
+        n_envs=_positive_int(raw, "n_envs", where, source) if raw.get("n_envs") is not None else None,
         policy=policy,
         kwargs=kwargs,
         has_actor_gradient=measures_actor_gradient(cls),
         normalize=_check_normalize(raw.get("normalize"), where, source),
-        env_kwargs=env_kwargs,
+        hyperparameters=hyperparameters,
     )
 
 
@@ -584,7 +598,7 @@ def _check_construction(agent: AgentSpec, index: int, env_id: str, action_space:
         kwargs = resolve_kwargs(agent.kwargs_for(env_id))
     except (ValueError, TypeError) as error:
         raise SpecError(source, f"{where}.kwargs", str(error)) from None
-    env = make_vec_env(lambda: make_env(env_id), n_envs=agent.n_envs)
+    env = make_vec_env(lambda: make_env(env_id), n_envs=agent.n_envs_for(env_id))
     if agent.normalize is not None:
         from rlrelax.compare.worker import vec_normalize
 
@@ -721,11 +735,13 @@ def load_spec(path: str | Path) -> Spec:
         label = "PPO"                     # unique; the store's folder and the reports' name
         algorithm = "PPO"                 # REINFORCE, SoftQ, GumbelAC, PPO, DQN, A2C or "module:Class"
         total_timesteps = 100_000
-        n_envs = 8                        # parallel training envs (default 1)
+        n_envs = 8                        # parallel training envs (default: the hyperparameter file's
+                                          # number for the env, else 1)
         policy = "MlpPolicy"              # default
         kwargs = { n_steps = 32, learning_rate = "lin_0.001" }
         hyperparams = true                # apply the agent's per-env hyperparameter file beneath kwargs
-                                          # (default true; rlrelax's agents ship one, SB3's have none)
+                                          # and n_envs (default true; rlrelax's agents ship one, SB3's
+                                          # have none)
         normalize = true                  # VecNormalize the envs, as RL Zoo's normalize (default false);
                                           # or a table of its keywords, e.g. { norm_reward = false }
 

@@ -264,6 +264,22 @@ def test_cli_train_applies_the_agents_hyperparameter_file_unless_told_not_to(
     assert config["kwargs"] == {"gamma": 0.95}
 
 
+def test_cli_train_takes_the_number_of_envs_from_the_file_unless_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], reinforce_hyperparameters: Callable[[str], None]
+) -> None:
+    reinforce_hyperparameters('["CartPole-v1"]\nn_envs = 2\n')
+    common = ["train", "REINFORCE", "CartPole-v1", "--steps", "200"]
+
+    def n_envs(folder: str) -> int:
+        return int(json.loads((tmp_path / folder / "config.json").read_text())["run"]["n_envs"])
+
+    assert main([*common, "--out", str(tmp_path / "file")]) == 0
+    assert "from its hyperparameter file, {} and n_envs = 2" in capsys.readouterr().out
+    assert main([*common, "--n-envs", "3", "--out", str(tmp_path / "given")]) == 0
+    assert main([*common, "--no-hyperparams", "--out", str(tmp_path / "none")]) == 0
+    assert (n_envs("file"), n_envs("given"), n_envs("none")) == (2, 3, 1)
+
+
 @pytest.mark.parametrize(("content", "kind"), [("result.json", "a finished run"), ("notes.txt", "not a run")])
 def test_cli_train_never_wipes_a_folder_it_did_not_leave_unfinished(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, kind: str

@@ -578,6 +578,25 @@ def test_an_envs_hyperparameters_apply_beneath_the_specs_kwargs(
     assert all(run.to_config()["kwargs"] == {"n_episodes": 6} for run in off)
 
 
+def test_an_envs_number_of_envs_applies_where_the_spec_gives_none(
+    reinforce_hyperparameters: Callable[[str], None],
+) -> None:
+    reinforce_hyperparameters('["Acrobot-v1"]\nn_envs = 4\ngamma = 0.9\n')
+
+    def n_envs(**agent: Any) -> dict[str, int]:
+        return {run.env_id: run.to_config()["n_envs"] for run in spec_from_dict(reinforce(**agent)).runs()}
+
+    assert n_envs() == {"Acrobot-v1": 4, "CartPole-v1": 1}  # not listed: one env
+    assert n_envs(n_envs=2) == {"Acrobot-v1": 2, "CartPole-v1": 2}  # the spec's own number wins
+    assert n_envs(hyperparams=False) == {"Acrobot-v1": 1, "CartPole-v1": 1}
+    acrobot = [
+        run.to_config()["kwargs"] for run in spec_from_dict(reinforce()).runs() if run.env_id == "Acrobot-v1"
+    ]
+    assert acrobot and all(
+        kwargs == {"gamma": 0.9} for kwargs in acrobot
+    )  # n_envs is a run setting, not a keyword
+
+
 @pytest.mark.parametrize(
     ("text", "key", "reason"),
     [
@@ -586,6 +605,9 @@ def test_an_envs_hyperparameters_apply_beneath_the_specs_kwargs(
         ('["Acrobot-v1"]\nlearning_rate = "lin_x"\n', "agents[0].hyperparams", "lin_x"),
         ("gamma = 0.9\n", "agents[0].hyperparams", "must be a table of keyword arguments"),
         ("[Acrobot\n", "agents[0].hyperparams", "not valid TOML"),
+        ('["Acrobot-v1"]\nn_envs = 0\n', "agents[0].hyperparams", "n_envs must be a positive integer, got 0"),
+        ('["Acrobot-v1"]\nn_envs = true\n', "agents[0].hyperparams", "n_envs must be a positive integer"),
+        ('["Acrobot-v1"]\nn_envs = 2.0\n', "agents[0].hyperparams", "n_envs must be a positive integer"),
     ],
 )
 def test_a_bad_hyperparameter_file_is_refused_naming_it(
@@ -609,4 +631,4 @@ def test_the_shipped_hyperparameter_files_pass_the_checks(algorithm: str) -> Non
     # Each listed env's table must be keywords the agent takes, in the spec syntax; spec_from_dict checks
     # them whatever the spec's envs.
     spec = spec_from_dict(minimal(agents=[{"label": "a", "algorithm": algorithm, "total_timesteps": 200}]))
-    assert isinstance(spec.agents[0].env_kwargs, dict)
+    assert isinstance(spec.agents[0].hyperparameters, dict)
