@@ -24,6 +24,8 @@ from rlrelax.compare.store import (
 )
 
 EVERY = 500
+# hyperparams = False: one env and these kwargs, whatever CartPole-v1 entries the agents' files hold, so that
+# the measurements fall at the multiples of EVERY.
 SPEC = {
     "name": "diagnostics",
     "envs": ["CartPole-v1"],
@@ -34,12 +36,14 @@ SPEC = {
         {
             "label": "GumbelAC",
             "algorithm": "GumbelAC",
+            "hyperparams": False,
             "total_timesteps": 1_500,
             "kwargs": {"learning_starts": 100, "batch_size": 32, "policy_kwargs": {"net_arch": [16]}},
         },
         {
             "label": "GumbelAC-exact",
             "algorithm": "GumbelAC",
+            "hyperparams": False,
             "total_timesteps": 1_000,
             "kwargs": {
                 "estimator": "exact",
@@ -57,6 +61,7 @@ SPEC = {
         {
             "label": "SoftQ",
             "algorithm": "SoftQ",
+            "hyperparams": False,
             "total_timesteps": 1_000,
             "kwargs": {"learning_starts": 100, "batch_size": 32, "policy_kwargs": {"net_arch": [16]}},
         },
