@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from rlrelax._validation import check_int
 from rlrelax.compare.registry import import_object
 
 __all__ = [
@@ -142,7 +143,7 @@ def hyperparameter_file(algorithm_path: str) -> dict[str, EnvHyperparameters]:
     :param algorithm_path: the algorithm's import string, e.g. ``"rlrelax.agents:GumbelAC"``
     :return: each listed env id's entry
     :raises ValueError: naming the file, for a file that is not TOML, an entry that is not a table, or an
-        ``n_envs`` that is not a positive integer (the entries' keyword arguments are checked as a spec's
+        ``n_envs`` that is not an int >= 1 (the entries' keyword arguments are checked as a spec's
         ``kwargs`` are, where a spec or ``rlrelax train`` uses them)
     """
     location = HYPERPARAMETER_FILES.get(algorithm_path)
@@ -160,7 +161,10 @@ def hyperparameter_file(algorithm_path: str) -> dict[str, EnvHyperparameters]:
             raise ValueError(f"{source}: [{env_id!r}] must be a table of keyword arguments, got {table!r}")
         kwargs = dict(table)
         n_envs = kwargs.pop("n_envs", None)
-        if n_envs is not None and (isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1):
-            raise ValueError(f"{source}: [{env_id!r}].n_envs must be a positive integer, got {n_envs!r}")
+        if n_envs is not None:
+            try:
+                n_envs = check_int(n_envs, f"[{env_id!r}].n_envs", 1)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"{source}: {error}") from None
         entries[env_id] = EnvHyperparameters(kwargs, n_envs)
     return entries

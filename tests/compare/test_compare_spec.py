@@ -605,9 +605,9 @@ def test_an_envs_number_of_envs_applies_where_the_spec_gives_none(
         ('["Acrobot-v1"]\nlearning_rate = "lin_x"\n', "agents[0].hyperparams", "lin_x"),
         ("gamma = 0.9\n", "agents[0].hyperparams", "must be a table of keyword arguments"),
         ("[Acrobot\n", "agents[0].hyperparams", "not valid TOML"),
-        ('["Acrobot-v1"]\nn_envs = 0\n', "agents[0].hyperparams", "n_envs must be a positive integer, got 0"),
-        ('["Acrobot-v1"]\nn_envs = true\n', "agents[0].hyperparams", "n_envs must be a positive integer"),
-        ('["Acrobot-v1"]\nn_envs = 2.0\n', "agents[0].hyperparams", "n_envs must be a positive integer"),
+        ('["Acrobot-v1"]\nn_envs = 0\n', "agents[0].hyperparams", "n_envs must be an int >= 1, got 0"),
+        ('["Acrobot-v1"]\nn_envs = true\n', "agents[0].hyperparams", "n_envs must be an int, got True"),
+        ('["Acrobot-v1"]\nn_envs = 2.0\n', "agents[0].hyperparams", "n_envs must be an int, got 2.0"),
     ],
 )
 def test_a_bad_hyperparameter_file_is_refused_naming_it(
