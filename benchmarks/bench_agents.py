@@ -36,7 +36,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback, StopTrainingOnRewardThreshold
 from stable_baselines3.common.env_util import make_vec_env
 
-from rlrelax._platform import cpu_model
+from rlrelax._platform import configure_torch_for_one_run, cpu_model
 from rlrelax.cli import _count
 from rlrelax.compare import load_spec
 from rlrelax.compare.hyperparams import resolve_kwargs
@@ -191,7 +191,7 @@ def main() -> None:
     parser.add_argument("--no-baselines", action="store_true", help="skip SB3's PPO and DQN (no ratios)")
     args = parser.parse_args()
     overrides = parse_overrides(args.set)
-    torch.set_num_threads(1)
+    configure_torch_for_one_run()  # as the comparison's runs: one thread, subnormals flushed
 
     results: dict[str, list[Outcome]] = {}
     for contender in contenders():
@@ -222,7 +222,8 @@ def main() -> None:
         + (f", {args.n_envs} training envs" if args.n_envs is not None else "")
     )
     print(
-        f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} thread"
+        f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread, subnormal floats flushed to zero"
     )
     print(
         f"{'algorithm':<28}{'steps/s':>9}{'solved':>8}{'median steps':>14}{'median s':>10}"

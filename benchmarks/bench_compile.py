@@ -31,7 +31,7 @@ import torch
 from stable_baselines3.common.env_util import make_vec_env
 from torch.nn import functional as F
 
-from rlrelax._platform import cpu_model
+from rlrelax._platform import configure_torch_for_one_run, cpu_model
 from rlrelax.agents import GumbelAC, SoftQ
 
 ENV_ID = "CartPole-v1"
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200, help="calls per timing")
     parser.add_argument("--repeats", type=int, default=5, help="timings per part and mode")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    configure_torch_for_one_run()
     print(f"{cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} thread")
     print(f"{'part':<26}{'compile s':>10}{'eager µs':>10}{'compiled µs':>13}{'speed-up':>10}")
     gumbel_ac = GumbelAC("MlpPolicy", make_vec_env(ENV_ID, seed=0), seed=0).learn(args.warmup)

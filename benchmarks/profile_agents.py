@@ -16,8 +16,9 @@ run, not from isolated micro-benchmarks:
 - last, the matrix products' share of a gradient step (``torch.profiler``, over 500 more gradient steps): the
   arithmetic that no cut in per-call overhead removes, so a floor under the time to solve.
 
-Timings are wall time on one thread (``torch.set_num_threads(1)``, as the comparison's workers run); the
-stopwatch itself costs about a microsecond per wrapped call. Run it on a quiet machine::
+Timings are wall time on one thread with subnormal floats flushed (``configure_torch_for_one_run``, as the
+comparison's workers run); the stopwatch itself costs about a microsecond per wrapped call. Run it on a quiet
+machine::
 
     python benchmarks/profile_agents.py
 """
@@ -36,7 +37,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 import rlrelax.agents.gumbel_ac.gumbel_ac as gumbel_ac_module
 import rlrelax.agents.softq.softq as softq_module
-from rlrelax._platform import cpu_model
+from rlrelax._platform import configure_torch_for_one_run, cpu_model
 from rlrelax.agents import GumbelAC, SoftQ
 
 ENV_ID = "CartPole-v1"
@@ -208,7 +209,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10_000, help="untimed env steps first")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    configure_torch_for_one_run()
     print(f"{cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} thread")
 
     agents: list[tuple[str, type[OffPolicyAlgorithm], dict[str, Any]]] = [

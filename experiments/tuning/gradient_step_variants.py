@@ -20,7 +20,7 @@ import torch
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from rlrelax._platform import cpu_model
+from rlrelax._platform import configure_torch_for_one_run, cpu_model
 from rlrelax.agents import GumbelAC, SoftQ
 
 
@@ -67,7 +67,7 @@ def main() -> None:
     variants = VARIANTS[args.agent]
     algorithm = ALGORITHMS[args.agent]
 
-    torch.set_num_threads(1)
+    configure_torch_for_one_run()
     models = {}
     for name, variant in variants.items():
         model = algorithm(

@@ -30,6 +30,7 @@ import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
+from rlrelax._platform import configure_torch_for_one_run
 from rlrelax.agents import GumbelAC, SoftQ
 from rlrelax.compare.envs import make_env
 
@@ -202,7 +203,7 @@ def main() -> None:
     parser.add_argument("--save", help="save the trained model to this path")
     parser.add_argument("--random-policies", action="store_true", help="measure untrained policies instead")
     args = parser.parse_args()
-    th.set_num_threads(1)
+    configure_torch_for_one_run()  # as the comparison's runs, which these probes rerun
     if args.random_policies:
         random_policy_successes(args.env_id)
         return

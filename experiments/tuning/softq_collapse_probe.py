@@ -22,6 +22,7 @@ import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
+from rlrelax._platform import configure_torch_for_one_run
 from rlrelax.agents import SoftQ
 from rlrelax.compare.envs import make_env
 
@@ -42,7 +43,7 @@ def main() -> None:
         "--reference", type=int, default=44_000, help="the kept step whose greedy states are probed"
     )
     args = parser.parse_args()
-    th.set_num_threads(1)
+    configure_torch_for_one_run()  # as the comparison's runs, which these probes rerun
 
     env = make_vec_env(partial(make_env, ENV_ID), n_envs=args.n_envs)
     model = SoftQ("MlpPolicy", env, seed=args.seed, train_freq=1, gradient_steps=1)

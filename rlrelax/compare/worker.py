@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rlrelax._platform import cpu_model
+from rlrelax._platform import configure_torch_for_one_run, cpu_model
 from rlrelax._validation import check_int
 from rlrelax.compare.registry import import_object
 from rlrelax.compare.store import (
@@ -87,17 +87,15 @@ class RunOutcome:
 
 
 def init_worker() -> None:
-    """Prepare a worker process: one torch thread (runs are the parallel unit), Ctrl-C left to the parent.
+    """Prepare a worker: torch set up by :func:`configure_torch_for_one_run`, Ctrl-C left to the parent.
 
     A terminal's Ctrl-C reaches the whole process group; the parent stops the workers itself, so a worker
     never dies half-way through writing a file of its own accord.
     """
     import signal
 
-    import torch
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(1)
+    configure_torch_for_one_run()
 
 
 def git_commit() -> str | None:
@@ -437,10 +435,8 @@ def execute_run_in_memory(
     :param commit: the git commit to record
     :return: the outcome of :func:`execute_run` and the run folder's files (name -> content)
     """
-    import torch
-
     # Not `init_worker`: Ray cancels a task through SIGINT, which that would ignore.
-    torch.set_num_threads(1)
+    configure_torch_for_one_run()
     with tempfile.TemporaryDirectory(prefix="rlrelax-run-") as temp:
         folder = Path(temp) / "run"
         outcome = execute_run(run, folder, commit)

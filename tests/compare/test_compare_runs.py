@@ -107,6 +107,21 @@ def test_a_failing_run_is_recorded_and_the_others_finish(local: tuple[Spec, Path
     assert run_status(folder, failed_run.to_config()) == "unfinished"  # redone by the next compare
 
 
+def test_a_worker_runs_one_thread_with_subnormals_flushed() -> None:
+    # In a fresh process: both are process-wide settings that the test session itself must not change.
+    probe = (
+        "import torch\n"
+        "from rlrelax.compare.worker import init_worker\n"
+        "subnormal = torch.tensor([1e-40])\n"
+        "assert subnormal.item() != 0.0, 'subnormals already flushed before init_worker'\n"
+        "init_worker()\n"
+        "print(torch.get_num_threads(), (subnormal * 1.0).item())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "0.0"]
+
+
 def test_store_layout_and_marker_written_last(local: tuple[Spec, Path, CompareResult]) -> None:
     spec, out, _ = local
     folder = out / "unit" / "CartPole-v1" / "PPO" / "seed-1"
