@@ -218,7 +218,7 @@ class REINFORCE(BaseAlgorithm):
     env steps; a last rollout that the budget cuts short is not trained on, as its complete episodes
     would again favour short ones.
 
-    The defaults target ``REINFORCE("MlpPolicy", "CartPole-v1").learn(200_000)``; their evidence is in
+    The defaults target ``REINFORCE("MlpPolicy", "CartPole-v1").learn(100_000)``; their evidence is in
     ``experiments/tuning/reinforce.md``.
 
     Supported action spaces: ``Discrete``, and ``MultiDiscrete`` and ``MultiBinary`` of one dimension, with
