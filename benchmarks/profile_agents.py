@@ -210,7 +210,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     configure_torch_for_one_run()
-    print(f"{cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} thread")
+    threads = torch.get_num_threads()
+    print(f"{cpu_model()}, torch {torch.__version__}, {threads} thread, subnormal floats flushed")
 
     agents: list[tuple[str, type[OffPolicyAlgorithm], dict[str, Any]]] = [
         ("SoftQ", SoftQ, {}),

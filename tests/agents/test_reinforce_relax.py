@@ -104,7 +104,7 @@ def test_variance_training_lowers_the_variance_far_below_the_score_function() ->
     def second_moment() -> float:
         # E ‖ĝ_t‖²: the variance plus ‖E ĝ_t‖², which is the same for every unbiased estimate.
         _, info = model._actor_loss(one_state_batch(model, 4_000, seed=6), generator)
-        return float(info["control_variate_loss"])
+        return float(info["control_variate_loss"].detach())
 
     untrained = second_moment()  # c = 0: the score function without a baseline
     for step in range(300):
