@@ -6,15 +6,17 @@ what compiling removes (it fuses the elementwise operations between the matrix p
 on the real modules, after ``--warmup`` env steps of training on CartPole-v1 with the defaults: the critic's
 update (GumbelAC's twin critics, or SoftQ's Q-network: forward on a replay batch, Huber loss against a fixed
 target, backward) and GumbelAC's actor update (its loss forward and backward), each eager and under
-``torch.compile`` (inductor, default mode), in one process, one thread. Printed per part: the compile time
+``torch.compile`` (inductor, default mode), in one process, one thread, subnormal floats flushed as in the
+comparison's runs (since ``7ef84bd``). Printed per part: the compile time
 (the first call), the eager and compiled microseconds per call (median of ``--repeats`` timings of
 ``--calls`` calls) and the speed-up. Run it on a quiet machine::
 
     python benchmarks/bench_compile.py
     TORCHINDUCTOR_FORCE_DISABLE_CACHES=1 python benchmarks/bench_compile.py   # cold compile times
 
-Measured on a 2-core AMD EPYC (torch 2.13.0+cpu, one thread), commit ``77c5159``, two runs (the second
-with the cache disabled): compiling does not pay. Compiled over eager, the critic update ran at 0.95-0.97x
+Measured on a 2-core AMD EPYC (torch 2.13.0+cpu, one thread, subnormals not yet flushed), commit
+``77c5159``, two runs (the second with the cache disabled): compiling does not pay. Compiled over eager,
+the critic update ran at 0.95-0.97x
 (about 890 µs eager), the actor update at 0.89-0.93x (1,580-1,740 µs), SoftQ's update at 0.96-1.00x
 (1,150-1,180 µs). A cold compile costs 3-14 s per part; inductor's on-disk cache brings that to 0.3-3 s.
 In the eager update the batched matrix products take about a third of the time (``torch.profiler``,
@@ -88,7 +90,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timings per part and mode")
     args = parser.parse_args()
     configure_torch_for_one_run()
-    print(f"{cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} thread")
+    threads = torch.get_num_threads()
+    print(f"{cpu_model()}, torch {torch.__version__}, {threads} thread, subnormal floats flushed")
     print(f"{'part':<26}{'compile s':>10}{'eager µs':>10}{'compiled µs':>13}{'speed-up':>10}")
     gumbel_ac = GumbelAC("MlpPolicy", make_vec_env(ENV_ID, seed=0), seed=0).learn(args.warmup)
     softq = SoftQ("MlpPolicy", make_vec_env(ENV_ID, seed=0), seed=0).learn(args.warmup)
