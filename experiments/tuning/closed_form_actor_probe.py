@@ -23,19 +23,23 @@ steps:
 The two gradients round differently, so every training run with the closed form would be a new draw.
 """
 
-import argparse
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
-from gradient_step_floor import ENV_ID, operators_per_step, restore, saved_state
-from stable_baselines3.common.env_util import make_vec_env
+from gradient_step_floor import (
+    ENV_ID,
+    operators_per_step,
+    restore,
+    saved_state,
+    timing_arguments,
+    trained_entry_model,
+)
 from torch.nn import functional as F
 
-from rlrelax._platform import configure_torch_for_one_run, cpu_model
+from rlrelax._platform import cpu_model
 from rlrelax.agents import GumbelAC
-from rlrelax.compare.hyperparams import hyperparameter_file, resolve_kwargs
 
 ActorLoss = Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
@@ -69,20 +73,8 @@ def actor_gradient(model: GumbelAC, loss: torch.Tensor) -> torch.Tensor:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--warmup", type=int, default=12_000, help="env steps of training before timing")
-    parser.add_argument("--steps", type=int, default=200, help="gradient steps per turn")
-    parser.add_argument("--rounds", type=int, default=10, help="timed rounds")
-    args = parser.parse_args()
-    configure_torch_for_one_run()
-
-    entry = hyperparameter_file("rlrelax.agents:GumbelAC")[ENV_ID]
-    env = make_vec_env(ENV_ID, n_envs=entry.n_envs or 1, seed=0)
-    kwargs = {**resolve_kwargs(entry.kwargs), "estimator": "exact"}
-    model = GumbelAC("MlpPolicy", env, seed=0, device="cpu", **kwargs)
-    model.learn(args.warmup)
+    args = timing_arguments(__doc__)
+    model = trained_entry_model(args.warmup, estimator="exact")
     real_loss: ActorLoss = model._actor_loss
     closed_form = closed_form_actor_loss(model)
 

@@ -116,20 +116,33 @@ def parameters(model: GumbelAC) -> torch.Tensor:
     return torch.cat([param.detach().flatten() for param in model.policy.parameters()])
 
 
-def main() -> None:
+def timing_arguments(description: str | None) -> argparse.Namespace:
+    """The command line of this script and of its siblings that time gradient steps the same way."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--warmup", type=int, default=12_000, help="env steps of training before timing")
     parser.add_argument("--steps", type=int, default=200, help="gradient steps per turn")
     parser.add_argument("--rounds", type=int, default=10, help="timed rounds")
-    args = parser.parse_args()
-    configure_torch_for_one_run()
+    return parser.parse_args()
 
+
+def trained_entry_model(warmup: int, **overrides: Any) -> GumbelAC:
+    """GumbelAC with its CartPole-v1 entry (and ``overrides``), seed 0, trained for ``warmup`` env steps.
+
+    :param warmup: env steps to learn
+    :param overrides: keyword arguments that replace or add to the entry's
+    """
+    configure_torch_for_one_run()
     entry = hyperparameter_file("rlrelax.agents:GumbelAC")[ENV_ID]
     env = make_vec_env(ENV_ID, n_envs=entry.n_envs or 1, seed=0)
-    model = GumbelAC("MlpPolicy", env, seed=0, device="cpu", **resolve_kwargs(entry.kwargs))
-    model.learn(args.warmup)
+    kwargs = {**resolve_kwargs(entry.kwargs), **overrides}
+    return GumbelAC("MlpPolicy", env, seed=0, device="cpu", **kwargs).learn(warmup)
+
+
+def main() -> None:
+    args = timing_arguments(__doc__)
+    model = trained_entry_model(args.warmup)
     state = saved_state(model)
 
     seconds: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
