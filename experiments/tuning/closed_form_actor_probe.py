@@ -40,6 +40,7 @@ from torch.nn import functional as F
 
 from rlrelax._platform import cpu_model
 from rlrelax.agents import GumbelAC
+from rlrelax.agents.common import flat_gradient
 
 ActorLoss = Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
@@ -66,12 +67,6 @@ def closed_form_actor_loss(model: GumbelAC) -> ActorLoss:
     return actor_loss
 
 
-def actor_gradient(model: GumbelAC, loss: torch.Tensor) -> torch.Tensor:
-    """The gradient of ``loss`` w.r.t. the actor's parameters, flattened."""
-    parameters = list(model.actor.parameters())
-    return torch.cat([grad.flatten() for grad in torch.autograd.grad(loss, parameters)])
-
-
 def main() -> None:
     args = timing_arguments(__doc__)
     model = trained_entry_model(args.warmup, estimator="exact")
@@ -81,8 +76,8 @@ def main() -> None:
     assert model.replay_buffer is not None
     observations = model.replay_buffer.sample(model.batch_size).observations
     ent_coef, temperature = model._current_ent_coef(), model._current_temperature()
-    autograd = actor_gradient(model, real_loss(observations, ent_coef, temperature)[0])
-    by_hand = actor_gradient(model, closed_form(observations, ent_coef, temperature)[0])
+    autograd = flat_gradient(real_loss(observations, ent_coef, temperature)[0], model.actor.parameters())
+    by_hand = flat_gradient(closed_form(observations, ent_coef, temperature)[0], model.actor.parameters())
     difference = float((by_hand - autograd).abs().max() / autograd.abs().max())
 
     state = saved_state(model)
