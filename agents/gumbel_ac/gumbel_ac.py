@@ -72,7 +72,17 @@ _RELAXED_ESTIMATORS = ("gumbel_softmax", "straight_through", "gumbel_rao")
 NEXT_VALUES: tuple[str, ...] = ("boltzmann", "policy")
 #: ``critic_input`` and ``next_value`` may also be ``"auto"``: the first of each tuple (``"mixture"``,
 #: ``"boltzmann"``) for a ``Discrete`` space, ``"concat"`` and ``"policy"`` for several choices.
+#: ``n_samples="auto"`` is :data:`DEFAULT_N_SAMPLES`, or :data:`GUMBEL_RAO_N_SAMPLES` for ``"gumbel_rao"``
+#: on a ``Discrete`` space.
 AUTO = "auto"
+#: Action samples per state under ``n_samples="auto"``: almost free under the mixture critic, which is
+#: evaluated once per state (experiments/tuning/gumbel_ac.md).
+DEFAULT_N_SAMPLES = 8
+#: ``"gumbel_rao"``'s samples per state under ``n_samples="auto"`` on a ``Discrete`` space: Paulus et al.'s
+#: (2021) estimator, one sample whose ``n_rao_samples`` conditional draws do the averaging. Eight samples
+#: cost eight times the draws and learned CartPole-v1 no better (experiments/tuning/gumbel_ac.md,
+#: "gumbel_rao: one sample").
+GUMBEL_RAO_N_SAMPLES = 1
 
 TemperatureSchedule = Callable[[float], float]
 
@@ -176,8 +186,10 @@ class GumbelAC(OffPolicyAlgorithm):
         ``"exact"`` (the expectation over the actions, discrete SAC's actor loss) or ``"score_function"``
         (with the critic's state value as baseline; with a leave-one-out baseline for several choices)
     :param temperature: The Gumbel-softmax temperature, a float > 0 or a schedule of the progress remaining
-    :param n_samples: Action samples per state for the sampling estimators (8: almost free, see the note),
-        and for the next soft value of a joint space too large to enumerate
+    :param n_samples: Action samples per state for the sampling estimators, and for the next soft value of a
+        joint space too large to enumerate; ``"auto"``: 8 (almost free, see the note), except 1 for
+        ``"gumbel_rao"`` on a ``Discrete`` space (Paulus et al.'s one sample with ``n_rao_samples``
+        conditional draws; :data:`GUMBEL_RAO_N_SAMPLES`); the attribute holds the resolved value
     :param n_rao_samples: Conditional Gumbel draws per sample for ``"gumbel_rao"``
     :param critic_input: How the critic reads an action, ``"mixture"`` or ``"concat"`` (see DiscreteCritic),
         or ``"auto"``: ``"mixture"`` for a ``Discrete`` space, ``"concat"`` for several choices; the
@@ -235,7 +247,7 @@ class GumbelAC(OffPolicyAlgorithm):
         n_steps: int = 1,
         estimator: str = "gumbel_softmax",
         temperature: float | TemperatureSchedule = 1.0,
-        n_samples: int = 8,
+        n_samples: int | str = AUTO,
         n_rao_samples: int = 10,
         critic_input: str = AUTO,
         next_value: str = AUTO,
@@ -259,7 +271,10 @@ class GumbelAC(OffPolicyAlgorithm):
         check_choice(next_value, "next_value", (*NEXT_VALUES, AUTO))
         check_choice(critic_input, "critic_input", (*CRITIC_INPUTS, AUTO))
         check_number_or_schedule(temperature, "temperature", check_positive, "> 0")
-        check_int(n_samples, "n_samples", minimum=1)
+        if isinstance(n_samples, str) and n_samples != AUTO:
+            raise ValueError(f"n_samples must be an int >= 1 or {AUTO!r}, got {n_samples!r}")
+        if n_samples != AUTO:
+            check_int(n_samples, "n_samples", minimum=1)
         check_int(n_rao_samples, "n_rao_samples", minimum=1)
         ent_coef_auto, _ = parse_ent_coef(ent_coef)
         check_target_entropy(target_entropy)
@@ -299,12 +314,14 @@ class GumbelAC(OffPolicyAlgorithm):
             supported_action_spaces=None,
             support_multi_env=True,
         )
+        # Without an env SB3's load() is rebuilding a saved model, whose saved settings replace these.
+        resolved_n_samples = DEFAULT_N_SAMPLES if n_samples == AUTO else int(n_samples)
         if self.env is not None:  # None only while SB3's load() rebuilds a model, with its saved spaces
             space = check_factorised_action_space(self.action_space, type(self).__name__)
             top_k = issubclass(self.policy_class, GumbelACPolicy) and self.policy_class.top_k
             layout = TopKLayout.of(space) if top_k else ChoiceLayout.of(space)
             resolve_target_entropy(target_entropy, layout.n_joint_actions, ent_coef_auto)
-            critic_input, next_value = _settings_for_space(
+            critic_input, next_value, resolved_n_samples = _settings_for_space(
                 space,
                 layout,
                 estimator=estimator,
@@ -315,7 +332,7 @@ class GumbelAC(OffPolicyAlgorithm):
 
         self.estimator = estimator
         self.temperature = temperature
-        self.n_samples = n_samples
+        self.n_samples = resolved_n_samples
         self.n_rao_samples = n_rao_samples
         self.critic_input = critic_input
         self.next_value = next_value
@@ -761,8 +778,8 @@ def _settings_for_space(
     estimator: str,
     critic_input: str,
     next_value: str,
-    n_samples: int,
-) -> tuple[str, str]:
+    n_samples: int | str,
+) -> tuple[str, str, int]:
     """Resolve ``"auto"`` for the action space, and check what several choices need.
 
     :param space: the action space
@@ -770,16 +787,21 @@ def _settings_for_space(
     :param estimator: the estimator's name (or alias)
     :param critic_input: ``"mixture"``, ``"concat"`` or ``"auto"``
     :param next_value: ``"boltzmann"``, ``"policy"`` or ``"auto"``
-    :param n_samples: action samples per state
-    :return: the resolved ``critic_input`` and ``next_value``
+    :param n_samples: action samples per state, or ``"auto"``
+    :return: the resolved ``critic_input``, ``next_value`` and ``n_samples``
     """
     discrete = isinstance(space, spaces.Discrete)
     if critic_input == AUTO:
         critic_input = CRITIC_INPUTS[0] if discrete else "concat"
     if next_value == AUTO:
         next_value = NEXT_VALUES[0] if discrete else "policy"
+    if n_samples == AUTO:
+        # On several choices n_samples also draws the next soft value of a joint space too large to enumerate,
+        # which one draw would leave noisy, so gumbel_rao keeps the default there.
+        n_samples = GUMBEL_RAO_N_SAMPLES if discrete and estimator == "gumbel_rao" else DEFAULT_N_SAMPLES
+    n_samples = int(n_samples)
     if discrete:
-        return critic_input, next_value
+        return critic_input, next_value, n_samples
     if critic_input != "concat":
         raise ValueError(
             f"critic_input={critic_input!r} needs a Discrete action space, got {space!r}: on several choices "
@@ -810,4 +832,4 @@ def _settings_for_space(
             f"estimator='score_function' on {space!r} takes a leave-one-out baseline over the n_samples "
             f"draws, so n_samples must be >= 2, got {n_samples}"
         )
-    return critic_input, next_value
+    return critic_input, next_value, n_samples

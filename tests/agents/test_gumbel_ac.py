@@ -14,7 +14,7 @@ from torch import nn
 
 from rlrelax.agents.gumbel_ac import ESTIMATOR_NAMES, GumbelAC
 from rlrelax.agents.gumbel_ac.policies import EnsembleMLP
-from rlrelax.estimators import exact_gradient
+from rlrelax.estimators import ESTIMATORS, exact_gradient
 from rlrelax.relax import LinearSchedule
 
 ENV_ID = "CartPole-v1"
@@ -95,6 +95,32 @@ def test_temperature_schedule_is_followed_and_logged() -> None:
 
 
 @pytest.mark.parametrize(
+    ("estimator", "n_samples"),
+    [("gumbel_rao", 1), *((name, 8) for name in ESTIMATOR_NAMES if name != "gumbel_rao")],
+)
+def test_auto_samples_per_state_are_one_for_gumbel_rao_and_eight_otherwise(
+    estimator: str, n_samples: int
+) -> None:
+    assert make(estimator=estimator).n_samples == n_samples
+    assert make(estimator=estimator, n_samples=3).n_samples == 3
+
+
+def test_gumbel_rao_trains_with_the_resolved_samples_per_state() -> None:
+    model = make(estimator="gumbel_rao").learn(100)
+    seen: list[int] = []
+    original = ESTIMATORS["gumbel_rao"]
+
+    def spy(*args: Any, n_samples: int, **kwargs: Any) -> torch.Tensor:
+        seen.append(n_samples)
+        return original(*args, n_samples=n_samples, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(ESTIMATORS, "gumbel_rao", spy)
+        model.train(1, 16)
+    assert seen == [1]
+
+
+@pytest.mark.parametrize(
     ("kwargs", "match"),
     [
         ({"estimator": "gumbel"}, r"estimator must be one of .*gumbel_softmax.*exact.*got 'gumbel'"),
@@ -110,6 +136,7 @@ def test_temperature_schedule_is_followed_and_logged() -> None:
         ({"ent_coef": "learned"}, "ent_coef"),
         ({"target_entropy": "high"}, "target_entropy"),
         ({"n_samples": 0}, "n_samples"),
+        ({"n_samples": "eight"}, r"n_samples must be an int >= 1 or 'auto', got 'eight'"),
         ({"n_rao_samples": 0}, "n_rao_samples"),
         ({"tau": 0.0}, r"tau must be in \(0, 1\], got 0.0"),
         ({"target_update_interval": 0}, "target_update_interval must be an int >= 1, got 0"),
@@ -392,6 +419,8 @@ def test_save_load_round_trip_with_replay_buffer_and_schedule(tmp_path: Path, cr
         == model.ent_coef_optimizer.state_dict()["state"][0]["step"]
     )
     assert loaded.temperature == schedule and loaded.estimator == "gumbel_rao"
+    # Loaded without an estimator keyword, with which "auto" would resolve to 8: the saved value wins.
+    assert loaded.n_samples == model.n_samples == 1
     assert loaded.critic_input == critic_input == loaded.critic.critic_input
     assert loaded.critic_pessimism == 0.5
     assert loaded.replay_buffer is not None and model.replay_buffer is not None

@@ -228,6 +228,8 @@ def test_auto_settings_and_target_entropy_follow_the_space(name: str) -> None:
     assert model._target_entropy == pytest.approx(AUTO_TARGET_ENTROPY_FRACTION * math.log(n_joint))
     discrete = GumbelAC("MlpPolicy", "CartPole-v1")
     assert (discrete.critic_input, discrete.next_value) == ("mixture", "boltzmann")
+    # Here n_samples also draws the next soft value of a large joint space: gumbel_rao keeps eight.
+    assert make(name, estimator="gumbel_rao").n_samples == 8
 
 
 @pytest.mark.parametrize("name", SPACES)
