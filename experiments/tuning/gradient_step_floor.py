@@ -116,14 +116,23 @@ def parameters(model: GumbelAC) -> torch.Tensor:
     return torch.cat([param.detach().flatten() for param in model.policy.parameters()])
 
 
-def timing_arguments(description: str | None) -> argparse.Namespace:
-    """The command line of this script and of its siblings that time gradient steps the same way."""
+def timing_arguments(description: str | None, estimators: tuple[str, ...] = ()) -> argparse.Namespace:
+    """The command line of this script and of its siblings that time gradient steps the same way.
+
+    :param description: the script's help text
+    :param estimators: for a script that times several of GumbelAC's estimators, the choices of its
+        ``--estimators`` option (all of them by default); none: no such option
+    """
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--warmup", type=int, default=12_000, help="env steps of training before timing")
     parser.add_argument("--steps", type=int, default=200, help="gradient steps per turn")
     parser.add_argument("--rounds", type=int, default=10, help="timed rounds")
+    if estimators:
+        parser.add_argument(
+            "--estimators", nargs="+", choices=estimators, default=list(estimators), help="which estimators"
+        )
     return parser.parse_args()
 
 

@@ -14,7 +14,7 @@ from rlrelax.estimators._checks import (
     sample_actions,
 )
 from rlrelax.relax import gumbel_noise, log_softmax, softmax, straight_through
-from rlrelax.relax._validation import check_generator, check_tau, compute_dtype
+from rlrelax.relax._validation import check_generator, check_tau, compute_dtype, values_readable
 
 
 def _check_one_hot(actions_one_hot: Tensor, logits: Tensor) -> None:
@@ -23,6 +23,8 @@ def _check_one_hot(actions_one_hot: Tensor, logits: Tensor) -> None:
             f"actions_one_hot must have the shape of logits {tuple(logits.shape)}, "
             f"got {tuple(actions_one_hot.shape)}"
         )
+    if not values_readable():
+        return
     is_binary = bool(((actions_one_hot == 0) | (actions_one_hot == 1)).all())
     if not is_binary or not bool((actions_one_hot.sum(dim=-1) == 1).all()):
         raise ValueError("actions_one_hot must hold exactly one 1 per row and 0 elsewhere")

@@ -18,6 +18,18 @@ from rlrelax._validation import check_positive
 Temperature = float | torch.Tensor
 
 
+def values_readable() -> bool:
+    """Whether a check may read tensor values: always, except while ``torch.compile`` traces a graph.
+
+    A graph cannot hold a number read out of a tensor (a check's one host synchronisation), so while it is
+    traced the checks of values are skipped and only those of types and shapes run. GumbelAC's compiled
+    update (``compile_update=True``) checks its losses after each ``train`` call instead.
+
+    :return: ``False`` while Dynamo traces, else ``True``
+    """
+    return not torch.compiler.is_compiling()
+
+
 def check_generator(generator: object, name: str = "generator") -> None:
     """Check that ``generator`` is ``None`` or a ``torch.Generator``.
 
@@ -124,9 +136,10 @@ def logits_row_bound(logits: torch.Tensor, dim: int, name: str = "logits") -> fl
     :param logits: the logits (already in the compute dtype)
     :param dim: the category dimension (non-negative)
     :param name: the argument name used in the error message
-    :return: ``max |max_dim logits|`` as a float (finite), used to decide whether tempering can overflow
+    :return: ``max |max_dim logits|`` as a float (finite), used to decide whether tempering can overflow;
+        0.0 while a graph is traced (:func:`values_readable`): no shift, as for any logits a network outputs
     """
-    if logits.numel() == 0:
+    if logits.numel() == 0 or not values_readable():
         return 0.0
     bound = float(logits.detach().amax(dim).abs().amax())
     if math.isfinite(bound):
@@ -149,11 +162,13 @@ def logits_row_bound(logits: torch.Tensor, dim: int, name: str = "logits") -> fl
 
 
 def check_no_nan(x: torch.Tensor, name: str) -> None:
-    """Raise ``ValueError`` if ``x`` contains NaN (infinities are allowed).
+    """Raise ``ValueError`` if ``x`` contains NaN (infinities are allowed); nothing while a graph is traced.
 
     :param x: the tensor
     :param name: the argument name used in the error message
     """
+    if not values_readable():
+        return
     nan = torch.isnan(x.detach())
     if bool(nan.any()):
         raise ValueError(f"{name} contain NaN (first at index {_first_index(nan)})")

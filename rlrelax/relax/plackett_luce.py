@@ -18,6 +18,7 @@ from rlrelax.relax._validation import (
     check_subset_size,
     compute_dtype,
     logits_row_bound,
+    values_readable,
 )
 from rlrelax.relax.categorical import _neg_gumbel
 
@@ -47,7 +48,7 @@ def gumbel_topk(logits: torch.Tensor, k: int, *, generator: torch.Generator | No
     check_generator(generator)
     x = logits.detach().to(compute_dtype(logits.dtype))
     logits_row_bound(x, x.dim() - 1)
-    if x.numel() > 0:
+    if x.numel() > 0 and values_readable():
         fewest_possible = int((x > -math.inf).sum(-1).amin())
         if fewest_possible < k:
             raise ValueError(
@@ -67,7 +68,7 @@ def _check_indices(indices: object, n: int, logits_shape: tuple[int, ...]) -> No
             f"indices must have at least 1 dimension (the k items), got shape {tuple(indices.shape)}"
         )
     check_subset_size(indices.shape[-1], n, "logits", logits_shape)
-    if indices.numel() == 0:
+    if indices.numel() == 0 or not values_readable():
         return
     out_of_range = (indices < 0) | (indices >= n)
     if bool(out_of_range.any()):

@@ -13,6 +13,7 @@ from rlrelax.relax._validation import (
     check_tau,
     compute_dtype,
     max_abs_finite,
+    values_readable,
 )
 
 __all__ = ["hard_threshold", "ste_sign", "straight_through"]
@@ -38,7 +39,7 @@ def straight_through(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
         )
     hard = hard.detach().to(soft.dtype)
     # One fused check for both tensors; soft must be finite too, or soft - soft would be NaN.
-    if not bool(torch.isfinite(hard).all() & torch.isfinite(soft.detach()).all()):
+    if values_readable() and not bool(torch.isfinite(hard).all() & torch.isfinite(soft.detach()).all()):
         for name, value in (("hard", hard), ("soft", soft.detach())):
             bad = ~torch.isfinite(value)
             if bool(bad.any()):

@@ -1,0 +1,94 @@
+"""What a GumbelAC gradient step costs as one compiled graph (``compile_update=True``) against eager.
+
+    python experiments/tuning/compiled_step_probe.py
+    python experiments/tuning/compiled_step_probe.py --estimators exact --rounds 5
+
+Earlier probes compiled GumbelAC's losses and kept autograd's ``backward`` and the optimisers' ``step``
+outside the graph: x0.86-1.00 a step (``benchmarks/bench_compile.py``), because the compiled autograd
+function's own work per call eats what fusing saves. ``GumbelAC(compile_update=True)`` compiles the whole
+step (``rlrelax.agents.gumbel_ac.compiled_update.CompiledUpdate``: ``torch.func`` gradients of GumbelAC's
+own losses, torch's functional Adam on the optimisers' own state), so nothing of autograd's tape runs at
+step time.
+
+For each estimator, GumbelAC with its CartPole-v1 entry learns ``--warmup`` env steps eagerly (seed 0); then,
+from that saved state, with the model's update switched between eager and compiled, printed:
+
+- the seconds the first compiled step took (compiling; inductor's on-disk cache makes a later process faster);
+- how far one compiled step's parameters are from one eager step's, relative to their largest entry (float
+  rounding: Adam's arithmetic is torch's fused kernel in one, the compiled single-tensor Adam in the other);
+- milliseconds per gradient step, the eager and the compiled ``train`` taking turns (``--steps`` steps each,
+  ``--rounds`` rounds after one untimed), replay batches drawn as training draws them, and their ratio.
+
+Used for ``experiments/tuning/speed.md``, "One compiled graph per gradient step".
+"""
+
+import statistics
+import time
+
+import torch
+from gradient_step_floor import parameters, restore, saved_state, timing_arguments, trained_entry_model
+
+from rlrelax._platform import cpu_model
+from rlrelax.agents import GumbelAC
+from rlrelax.agents.gumbel_ac.compiled_update import CompiledUpdate
+
+ESTIMATORS = ("gumbel_softmax", "exact", "score_function", "gumbel_rao")
+
+
+def trained(model: GumbelAC, update: CompiledUpdate | None, steps: int) -> None:
+    """``steps`` gradient steps of ``model``, compiled by ``update`` or eager where it is ``None``."""
+    model._compiled_update = update
+    model.train(gradient_steps=steps, batch_size=model.batch_size)
+
+
+def relative_gap(reached: torch.Tensor, reference: torch.Tensor) -> float:
+    """The largest difference between two parameter vectors, relative to the reference's largest entry."""
+    return float((reached - reference).abs().max() / reference.abs().max())
+
+
+def probe(estimator: str, warmup: int, steps: int, rounds: int) -> None:
+    """Print the compile time, the gap to eager after one step and the timings for ``estimator``."""
+    model = trained_entry_model(warmup, estimator=estimator, compile_update=False)
+    state = saved_state(model)
+    compiled = CompiledUpdate(model)
+
+    start = time.perf_counter()
+    trained(model, compiled, 1)
+    compile_seconds = time.perf_counter() - start
+    restore(model, state)
+    trained(model, compiled, 1)
+    after_compiled = parameters(model)
+    restore(model, state)
+    trained(model, None, 1)
+    gap = relative_gap(after_compiled, parameters(model))
+
+    turns: dict[str, CompiledUpdate | None] = {"eager": None, "compiled": compiled}
+    seconds: dict[str, list[float]] = {name: [] for name in turns}
+    for round_ in range(rounds + 1):
+        for name, update in turns.items():
+            restore(model, state)
+            start = time.perf_counter()
+            trained(model, update, steps)
+            if round_ > 0:
+                seconds[name].append((time.perf_counter() - start) / steps)
+    eager, fast = (statistics.median(seconds[name]) * 1e3 for name in turns)
+    print(
+        f"{estimator:15s} compile {compile_seconds:5.1f} s | one step's gap to eager {gap:.1e} | "
+        f"eager {eager:.2f} ms, compiled {fast:.2f} ms a step: x{eager / fast:.2f}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    args = timing_arguments(__doc__, estimators=ESTIMATORS)
+    for estimator in args.estimators:
+        probe(estimator, args.warmup, args.steps, args.rounds)
+        if estimator == args.estimators[0]:
+            # After the first model: trained_entry_model sets torch up as the comparison's runs.
+            print(
+                f"{cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)", flush=True
+            )
+
+
+if __name__ == "__main__":
+    main()
