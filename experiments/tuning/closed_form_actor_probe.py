@@ -69,8 +69,7 @@ def closed_form_actor_loss(model: GumbelAC) -> ActorLoss:
 
 def main() -> None:
     args = timing_arguments(__doc__)
-    # The eager gradient step, whose actor loss the closed form replaces.
-    model = trained_entry_model(args.warmup, estimator="exact", compile_update=False)
+    model = trained_entry_model(args.warmup, estimator="exact")
     real_loss: ActorLoss = model._actor_loss
     closed_form = closed_form_actor_loss(model)
 

@@ -151,8 +151,7 @@ def trained_entry_model(warmup: int, **overrides: Any) -> GumbelAC:
 
 def main() -> None:
     args = timing_arguments(__doc__)
-    # The eager gradient step is what this script measures, not the entry's compiled one.
-    model = trained_entry_model(args.warmup, compile_update=False)
+    model = trained_entry_model(args.warmup)
     state = saved_state(model)
 
     seconds: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
