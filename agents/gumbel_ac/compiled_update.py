@@ -13,8 +13,8 @@ from torch.optim.adam import adam
 if TYPE_CHECKING:
     from rlrelax.agents.gumbel_ac.gumbel_ac import GumbelAC
 
-#: How many compiled updates of different settings (estimator, action space, hyperparameters) one process
-#: keeps, against Dynamo's default of 8 graphs per function: models of the same settings share one.
+#: How many graphs of the update, one per setting (estimator, action space, hyperparameters), a process keeps
+#: (Dynamo's default is 8 per function); models of the same setting share one.
 GRAPHS_PER_PROCESS = 64
 
 #: What a gradient step reports: the critics' loss, the soft actor objective and the policy's mean entropy.
@@ -34,15 +34,20 @@ class _PolicyLoss(nn.Module):
 
 
 def check_compilable_optimizer(optimizer: th.optim.Optimizer, name: str) -> None:
-    """Raise unless the compiled update can run ``optimizer``'s step itself: torch's Adam, without AMSGrad.
+    """Raise unless the compiled update can run ``optimizer``'s step itself: torch's Adam, without AMSGrad,
+    with one parameter group (as SB3 builds it).
 
     :param optimizer: an optimiser of the policy
     :param name: what the optimiser updates, for the message
     """
-    if type(optimizer) is not th.optim.Adam or any(group["amsgrad"] for group in optimizer.param_groups):
+    if (
+        type(optimizer) is not th.optim.Adam
+        or len(optimizer.param_groups) != 1
+        or optimizer.param_groups[0]["amsgrad"]
+    ):
         raise ValueError(
             f"compile_update=True runs Adam's step inside the compiled graph: the {name}'s optimiser must be "
-            f"torch.optim.Adam without amsgrad, got {optimizer!r}"
+            f"torch.optim.Adam without amsgrad, with one parameter group, got {optimizer!r}"
         )
 
 

@@ -218,7 +218,9 @@ class GumbelAC(OffPolicyAlgorithm):
         (:class:`rlrelax.agents.gumbel_ac.compiled_update.CompiledUpdate`): the same update up to float
         rounding, about 2.4 times as fast on a CPU, after some seconds of compiling on the first step (cached
         on disk for later runs). Needs a C++ compiler (without one it warns and runs eagerly), a constant
-        ``temperature``, a fixed ``ent_coef`` and torch's Adam; ``TORCHDYNAMO_DISABLE=1`` runs it eagerly
+        ``temperature``, a fixed ``ent_coef`` and torch's Adam; ``TORCHDYNAMO_DISABLE=1`` runs it eagerly.
+        Off by default: the committed runs are eager draws (``experiments/tuning/speed.md``, "One compiled
+        graph per gradient step")
     :param stats_window_size: Window size for the rollout logging
     :param tensorboard_log: The log location for tensorboard (if None, no logging)
     :param policy_kwargs: Additional arguments to be passed to the policy on creation
