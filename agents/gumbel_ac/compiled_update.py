@@ -129,7 +129,7 @@ class CompiledUpdate:
     on the optimisers' own state, so that ``save``/``load`` and the learning-rate schedule work unchanged),
     the actor's loss and its gradient, and Adam again. It is the eager step's arithmetic up to float
     rounding; random draws come from eager's generator (inductor's ``fallback_random``), so a compiled step
-    draws what an eager one draws. A gradient step is 2.3 to 2.4 times as fast on a CPU
+    draws what an eager one draws. A gradient step is 2.0 to 2.4 times as fast on a CPU
     (``experiments/tuning/speed.md``, "One compiled graph per gradient step").
 
     The entropy coefficient's step and the target update stay eager. Where ``torch.compile`` is disabled

@@ -216,7 +216,7 @@ class GumbelAC(OffPolicyAlgorithm):
     :param max_grad_norm: The maximum norm of the critics' gradient (clipped before each step)
     :param compile_update: Take each gradient step as one graph compiled by ``torch.compile``
         (:class:`rlrelax.agents.gumbel_ac.compiled_update.CompiledUpdate`): the same update up to float
-        rounding, about 2.4 times as fast on a CPU, after some seconds of compiling on the first step (cached
+        rounding, 2.0 to 2.4 times as fast on a CPU, after some seconds of compiling on the first step (cached
         on disk for later runs). Needs a C++ compiler (without one it warns and runs eagerly), a constant
         ``temperature``, a fixed ``ent_coef`` and torch's Adam; ``TORCHDYNAMO_DISABLE=1`` runs it eagerly.
         Off by default: the committed runs are eager draws (``experiments/tuning/speed.md``, "One compiled
