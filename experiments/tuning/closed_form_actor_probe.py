@@ -31,6 +31,7 @@ import torch
 from gradient_step_floor import (
     ENV_ID,
     operators_per_step,
+    relative_gap,
     restore,
     saved_state,
     timing_arguments,
@@ -78,7 +79,7 @@ def main() -> None:
     ent_coef, temperature = model._current_ent_coef(), model._current_temperature()
     autograd = flat_gradient(real_loss(observations, ent_coef, temperature)[0], model.actor.parameters())
     by_hand = flat_gradient(closed_form(observations, ent_coef, temperature)[0], model.actor.parameters())
-    difference = float((by_hand - autograd).abs().max() / autograd.abs().max())
+    difference = relative_gap(by_hand, autograd)
 
     state = saved_state(model)
     losses = {"autograd through the loss": real_loss, "closed form": closed_form}

@@ -26,7 +26,14 @@ import statistics
 import time
 
 import torch
-from gradient_step_floor import parameters, restore, saved_state, timing_arguments, trained_entry_model
+from gradient_step_floor import (
+    parameters,
+    relative_gap,
+    restore,
+    saved_state,
+    timing_arguments,
+    trained_entry_model,
+)
 
 from rlrelax._platform import cpu_model
 from rlrelax.agents import GumbelAC
@@ -39,11 +46,6 @@ def trained(model: GumbelAC, update: CompiledUpdate | None, steps: int) -> None:
     """``steps`` gradient steps of ``model``, compiled by ``update`` or eager where it is ``None``."""
     model._compiled_update = update
     model.train(gradient_steps=steps, batch_size=model.batch_size)
-
-
-def relative_gap(reached: torch.Tensor, reference: torch.Tensor) -> float:
-    """The largest difference between two parameter vectors, relative to the reference's largest entry."""
-    return float((reached - reference).abs().max() / reference.abs().max())
 
 
 def probe(estimator: str, warmup: int, steps: int, rounds: int) -> None:

@@ -116,6 +116,11 @@ def parameters(model: GumbelAC) -> torch.Tensor:
     return torch.cat([param.detach().flatten() for param in model.policy.parameters()])
 
 
+def relative_gap(reached: torch.Tensor, reference: torch.Tensor) -> float:
+    """The largest difference between two vectors, relative to the reference's largest entry."""
+    return float((reached - reference).abs().max() / reference.abs().max())
+
+
 def timing_arguments(description: str | None, estimators: tuple[str, ...] = ()) -> argparse.Namespace:
     """The command line of this script and of its siblings that time gradient steps the same way.
 
