@@ -118,10 +118,18 @@ class EnsembleMLP(nn.Module):
     :param out_dim: Output size
     :param net_arch: Hidden layer sizes
     :param activation_fn: Activation function after each hidden layer
+    :param layer_norm: Whether each hidden layer is layer-normalised (with a learnt gain and bias per member)
+        before its activation, as ``create_mlp(..., post_linear_modules=[nn.LayerNorm])`` does
     """
 
     def __init__(
-        self, n_members: int, in_dim: int, out_dim: int, net_arch: list[int], activation_fn: type[nn.Module]
+        self,
+        n_members: int,
+        in_dim: int,
+        out_dim: int,
+        net_arch: list[int],
+        activation_fn: type[nn.Module],
+        layer_norm: bool = False,
     ) -> None:
         super().__init__()
         self.n_members = n_members
@@ -137,6 +145,13 @@ class EnsembleMLP(nn.Module):
             for depth in zip(*layers, strict=True)
         )
         self.activation = activation_fn()
+        # nn.LayerNorm's initial gain 1 and bias 0, one row per member: (member, 1, width).
+        self.norm_gains = nn.ParameterList(
+            nn.Parameter(th.ones(n_members, 1, width)) for width in (net_arch if layer_norm else [])
+        )
+        self.norm_biases = nn.ParameterList(
+            nn.Parameter(th.zeros(n_members, 1, width)) for width in (net_arch if layer_norm else [])
+        )
 
     def forward(self, inputs: th.Tensor) -> th.Tensor:
         """
@@ -148,6 +163,9 @@ class EnsembleMLP(nn.Module):
         for depth, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
             hidden = th.baddbmm(bias, hidden, weight)
             if depth < last:
+                if self.norm_gains:
+                    hidden = F.layer_norm(hidden, hidden.shape[-1:])
+                    hidden = th.addcmul(self.norm_biases[depth], hidden, self.norm_gains[depth])
                 hidden = self.activation(hidden)
         return hidden
 
@@ -181,6 +199,7 @@ class DiscreteCritic(BaseModel):
     :param critic_input: ``"mixture"`` or ``"concat"``, see above
     :param top_k: Whether a ``MultiDiscrete([N] * k)`` action is a slate, read as its k-hot over the ``N``
         items (:meth:`rlrelax.agents.common.TopKLayout.encode`; ``"concat"`` only)
+    :param layer_norm: Whether the networks' hidden layers are layer-normalised (:class:`EnsembleMLP`)
     """
 
     action_space: FactorisedSpace
@@ -199,6 +218,7 @@ class DiscreteCritic(BaseModel):
         share_features_extractor: bool = False,
         critic_input: CriticInput = "mixture",
         top_k: bool = False,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__(
             observation_space,
@@ -225,7 +245,7 @@ class DiscreteCritic(BaseModel):
             if critic_input == "mixture"
             else (features_dim + self.n_actions, 1)
         )
-        self.q_networks = EnsembleMLP(n_critics, in_dim, out_dim, net_arch, activation_fn)
+        self.q_networks = EnsembleMLP(n_critics, in_dim, out_dim, net_arch, activation_fn, layer_norm)
 
     def features(self, obs: PyTorchObs) -> th.Tensor:
         """
@@ -305,6 +325,9 @@ class GumbelACPolicy(BasePolicy):
     :param share_features_extractor: Whether actor and critic share the features extractor
     :param critic_input: How the critic reads an action: ``"mixture"`` or ``"concat"`` (see
         :class:`DiscreteCritic`; ``"concat"`` for several choices); set through ``GumbelAC(critic_input=...)``
+    :param critic_layer_norm: Whether the critics' hidden layers are layer-normalised (Ba et al., 2016), which
+        bounds the values they extrapolate to states the replay holds few of (Ball et al., 2023, "Efficient
+        Online Reinforcement Learning with Offline Data", Sec. 4.2)
     """
 
     #: Whether a ``MultiDiscrete([N] * k)`` action is a slate of distinct items (:class:`TopKPolicy`)
@@ -329,6 +352,7 @@ class GumbelACPolicy(BasePolicy):
         n_critics: int = 2,
         share_features_extractor: bool = False,
         critic_input: CriticInput = "mixture",
+        critic_layer_norm: bool = False,
     ) -> None:
         if optimizer_kwargs is None and optimizer_class is th.optim.Adam:
             # One fused kernel per step instead of about ten per parameter tensor: on a CPU, torch's default
@@ -368,6 +392,7 @@ class GumbelACPolicy(BasePolicy):
                 "net_arch": critic_arch,
                 "share_features_extractor": share_features_extractor,
                 "critic_input": critic_input,
+                "layer_norm": critic_layer_norm,
             }
         )
         self._build(lr_schedule)
@@ -401,6 +426,7 @@ class GumbelACPolicy(BasePolicy):
                 n_critics=self.critic_kwargs["n_critics"],
                 share_features_extractor=self.share_features_extractor,
                 critic_input=self.critic_input,
+                critic_layer_norm=self.critic_kwargs["layer_norm"],
                 lr_schedule=self._dummy_schedule,  # not needed to load the policy alone
                 optimizer_class=self.optimizer_class,
                 optimizer_kwargs=self.optimizer_kwargs,

@@ -4,6 +4,8 @@
     python experiments/tuning/gumbel_ac_probe.py Acrobot-v1 --seed 0 --kwargs '{"ent_coef": "auto"}'
     python experiments/tuning/gumbel_ac_probe.py Acrobot-v1 --seed 0 --agent SoftQ
     python experiments/tuning/gumbel_ac_probe.py Acrobot-v1 --random-policies
+    python experiments/tuning/gumbel_ac_probe.py CartPole-v1 --seed 14 --steps 50000 --hyperparams \
+        --kwargs '{"estimator": "exact"}'
 
 Every ``--every`` env steps it prints one JSON line: ``--episodes`` evaluation episodes (env seeds 1000 + seed
 + i) acting greedily on the actor, sampling the actor, and greedily on the critics (their values pooled as the
@@ -17,7 +19,9 @@ to the actor, each action's share of the actor's greedy choices, the shares of t
 smallest reward (on Acrobot-v1: reached the goal) and how many ended an episode with a positive reward (on
 LunarLander-v3: landed). The training env is made as ``rlrelax compare`` makes it and the probe draws from its
 own generators, so a probe run is the comparison's run of the same agent, seed and keywords (the keywords as
-given: the hyperparameter file is not applied). Used for the diagnosis in ``experiments/tuning/gumbel_ac.md``.
+given, and with ``--hyperparams`` the agent's entry for the env beneath them, its ``n_envs`` included; the
+replay states and the actions taken are then every training env's). Used for the diagnoses in
+``experiments/tuning/gumbel_ac.md``.
 """
 
 import argparse
@@ -33,6 +37,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from rlrelax._platform import configure_torch_for_one_run
 from rlrelax.agents import GumbelAC, SoftQ
 from rlrelax.compare.envs import make_env
+from rlrelax.compare.hyperparams import hyperparameter_file, resolve_kwargs
 
 
 def episode_returns(
@@ -103,8 +108,11 @@ class Probe(BaseCallback):
         buffer = model.replay_buffer
         assert buffer is not None
         stored = buffer.buffer_size if buffer.full else buffer.pos
-        picks = np.random.default_rng(0).integers(0, stored, 2_000)
-        observations = th.as_tensor(buffer.observations[picks, 0], dtype=th.float32)
+        # Rows of every training env: (step, env) pairs flattened.
+        picks = np.random.default_rng(0).integers(0, stored * buffer.n_envs, 2_000)
+        observations = th.as_tensor(
+            buffer.observations[:stored].reshape(stored * buffer.n_envs, -1)[picks], dtype=th.float32
+        )
         with th.no_grad():
             if isinstance(model, SoftQ):
                 q_values = model.q_net(observations)
@@ -119,7 +127,7 @@ class Probe(BaseCallback):
         boltzmann = th.log_softmax(q_values / entropy_coefficient(model), -1)
         # The last 5,000 transitions stored, which wrap around the end of a full buffer.
         recent_rows = (buffer.pos - 1 - np.arange(min(5_000, stored))) % buffer.buffer_size
-        recent = buffer.actions[recent_rows, 0].reshape(-1).astype(np.int64)
+        recent = buffer.actions[recent_rows].reshape(-1).astype(np.int64)
         smallest_reward = float(buffer.rewards[:stored].min())
         row = {
             "step": self.num_timesteps,
@@ -200,6 +208,11 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=10_000)
     parser.add_argument("--episodes", type=int, default=5, help="evaluation episodes per mode and probe")
     parser.add_argument("--kwargs", default="{}", help="constructor keywords as JSON")
+    parser.add_argument(
+        "--hyperparams",
+        action="store_true",
+        help="apply the agent's entry for the env, n_envs included, beneath --kwargs (as `rlrelax compare`)",
+    )
     parser.add_argument("--save", help="save the trained model to this path")
     parser.add_argument("--random-policies", action="store_true", help="measure untrained policies instead")
     args = parser.parse_args()
@@ -208,8 +221,13 @@ def main() -> None:
         random_policy_successes(args.env_id)
         return
     agent = GumbelAC if args.agent == "GumbelAC" else SoftQ
-    env = make_vec_env(partial(make_env, args.env_id), n_envs=1)
-    model = agent("MlpPolicy", env, seed=args.seed, **json.loads(args.kwargs))
+    kwargs, n_envs = json.loads(args.kwargs), 1
+    if args.hyperparams:
+        entry = hyperparameter_file(f"rlrelax.agents:{args.agent}").get(args.env_id)
+        if entry is not None:
+            kwargs, n_envs = {**entry.kwargs, **kwargs}, entry.n_envs or 1
+    env = make_vec_env(partial(make_env, args.env_id), n_envs=n_envs)
+    model = agent("MlpPolicy", env, seed=args.seed, **resolve_kwargs(kwargs))
     model.learn(args.steps, callback=Probe(args.env_id, args.seed, args.every, args.episodes))
     if args.save:
         model.save(args.save)
