@@ -354,6 +354,8 @@ class GumbelACPolicy(BasePolicy):
         critic_input: CriticInput = "mixture",
         critic_layer_norm: bool = False,
     ) -> None:
+        if not isinstance(critic_layer_norm, bool):
+            raise TypeError(f"critic_layer_norm must be a bool, got {critic_layer_norm!r}")
         if optimizer_kwargs is None and optimizer_class is th.optim.Adam:
             # One fused kernel per step instead of about ten per parameter tensor: on a CPU, torch's default
             # per-tensor loop takes about four times as long for these small networks.

@@ -70,7 +70,7 @@ def closed_form_actor_loss(model: GumbelAC) -> ActorLoss:
 
 def main() -> None:
     args = timing_arguments(__doc__)
-    model = trained_entry_model(args.warmup, estimator="exact")
+    model = trained_entry_model(args.warmup, **{**args.overrides, "estimator": "exact"})
     real_loss: ActorLoss = model._actor_loss
     closed_form = closed_form_actor_loss(model)
 

@@ -2,6 +2,8 @@
 
     python experiments/tuning/compiled_step_probe.py
     python experiments/tuning/compiled_step_probe.py --estimators exact --rounds 5
+    python experiments/tuning/compiled_step_probe.py \
+        --overrides '{"policy_kwargs": {"critic_layer_norm": false}}'
 
 Earlier probes compiled GumbelAC's losses and kept autograd's ``backward`` and the optimisers' ``step``
 outside the graph: x0.86-1.00 a step (``benchmarks/bench_compile.py``), because the compiled autograd
@@ -24,6 +26,7 @@ Used for ``experiments/tuning/speed.md``, "One compiled graph per gradient step"
 
 import statistics
 import time
+from typing import Any
 
 import torch
 from gradient_step_floor import (
@@ -48,9 +51,12 @@ def trained(model: GumbelAC, update: CompiledUpdate | None, steps: int) -> None:
     model.train(gradient_steps=steps, batch_size=model.batch_size)
 
 
-def probe(estimator: str, warmup: int, steps: int, rounds: int) -> None:
-    """Print the compile time, the gap to eager after one step and the timings for ``estimator``."""
-    model = trained_entry_model(warmup, estimator=estimator, compile_update=False)
+def probe(estimator: str, warmup: int, steps: int, rounds: int, overrides: dict[str, Any]) -> None:
+    """Print the compile time, the gap to eager after one step and the timings for ``estimator``.
+
+    :param overrides: keyword arguments that replace or add to the entry's
+    """
+    model = trained_entry_model(warmup, **{**overrides, "estimator": estimator, "compile_update": False})
     state = saved_state(model)
     compiled = CompiledUpdate(model)
 
@@ -84,7 +90,7 @@ def probe(estimator: str, warmup: int, steps: int, rounds: int) -> None:
 def main() -> None:
     args = timing_arguments(__doc__, estimators=ESTIMATORS)
     for estimator in args.estimators:
-        probe(estimator, args.warmup, args.steps, args.rounds)
+        probe(estimator, args.warmup, args.steps, args.rounds, args.overrides)
         if estimator == args.estimators[0]:
             # After the first model: trained_entry_model sets torch up as the comparison's runs.
             print(

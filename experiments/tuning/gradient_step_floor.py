@@ -24,6 +24,7 @@ gradient step".
 
 import argparse
 import copy
+import json
 import os
 import statistics
 import time
@@ -134,6 +135,13 @@ def timing_arguments(description: str | None, estimators: tuple[str, ...] = ()) 
     parser.add_argument("--warmup", type=int, default=12_000, help="env steps of training before timing")
     parser.add_argument("--steps", type=int, default=200, help="gradient steps per turn")
     parser.add_argument("--rounds", type=int, default=10, help="timed rounds")
+    parser.add_argument(
+        "--overrides",
+        type=json.loads,
+        default={},
+        help="keyword arguments as JSON that replace or add to the entry's, e.g. "
+        '\'{"policy_kwargs": {"critic_layer_norm": false}}\'',
+    )
     if estimators:
         parser.add_argument(
             "--estimators", nargs="+", choices=estimators, default=list(estimators), help="which estimators"
@@ -144,19 +152,22 @@ def timing_arguments(description: str | None, estimators: tuple[str, ...] = ()) 
 def trained_entry_model(warmup: int, **overrides: Any) -> GumbelAC:
     """GumbelAC with its CartPole-v1 entry (and ``overrides``), seed 0, trained for ``warmup`` env steps.
 
+    Its gradient steps are eager unless ``overrides`` say otherwise (the entry compiles them): these probes
+    time the eager step, and ``compiled_step_probe.py`` switches between the two itself.
+
     :param warmup: env steps to learn
     :param overrides: keyword arguments that replace or add to the entry's
     """
     configure_torch_for_one_run()
     entry = hyperparameter_file("rlrelax.agents:GumbelAC")[ENV_ID]
     env = make_vec_env(ENV_ID, n_envs=entry.n_envs or 1, seed=0)
-    kwargs = {**resolve_kwargs(entry.kwargs), **overrides}
+    kwargs = {**resolve_kwargs(entry.kwargs), "compile_update": False, **overrides}
     return GumbelAC("MlpPolicy", env, seed=0, device="cpu", **kwargs).learn(warmup)
 
 
 def main() -> None:
     args = timing_arguments(__doc__)
-    model = trained_entry_model(args.warmup)
+    model = trained_entry_model(args.warmup, **args.overrides)
     state = saved_state(model)
 
     seconds: dict[str, list[float]] = {variant: [] for variant in VARIANTS}

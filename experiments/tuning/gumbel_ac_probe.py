@@ -12,15 +12,16 @@ Every ``--every`` env steps it prints one JSON line: ``--episodes`` evaluation e
 model pools them, by default the minimum of the twin critics; for SoftQ, its Q-network), each with its mean
 return and the share of its episodes that ran to the time limit (on LunarLander-v3: hovering), and, on 2,000
 replay states drawn with a fixed seed, the critics' pooled values: their mean and range, their median action
-gap (best minus second best); the actor's median logit gap and mean entropy, how often the actor's and the
-critic's best actions agree, the mean KL divergence from the critic's Boltzmann policy ``softmax(Q / alpha)``
-to the actor, each action's share of the actor's greedy choices, the shares of the actions taken in the last
-5,000 steps, the entropy coefficient, and how many transitions in the buffer earned more than the env's
-smallest reward (on Acrobot-v1: reached the goal) and how many ended an episode with a positive reward (on
-LunarLander-v3: landed). The training env is made as ``rlrelax compare`` makes it and the probe draws from its
-own generators, so a probe run is the comparison's run of the same agent, seed and keywords (the keywords as
-given, and with ``--hyperparams`` the agent's entry for the env beneath them, its ``n_envs`` included; the
-replay states and the actions taken are then every training env's). Used for the diagnoses in
+gap (best minus second best), and the three states of the highest values with the env step that stored each;
+the actor's median logit gap and mean entropy, how often the actor's and the critic's best actions agree, the
+mean KL divergence from the critic's Boltzmann policy ``softmax(Q / alpha)`` to the actor, each action's share
+of the actor's greedy choices, the shares of the actions taken in the last 5,000 steps, the entropy
+coefficient, and how many transitions in the buffer earned more than the env's smallest reward (on Acrobot-v1:
+reached the goal) and how many ended an episode with a positive reward (on LunarLander-v3: landed). The
+training env is made as ``rlrelax compare`` makes it and the probe draws from its own generators, so a probe
+run is the comparison's run of the same agent, seed and keywords (the keywords as given, and with
+``--hyperparams`` the agent's entry for the env beneath them, its ``n_envs`` included; the replay states and
+the actions taken are then every training env's). Used for the diagnoses in
 ``experiments/tuning/gumbel_ac.md``.
 """
 
@@ -137,6 +138,16 @@ class Probe(BaseCallback):
             "mean_q": float(q_values.mean()),
             "min_q": float(q_values.min()),
             "max_q": float(q_values.max()),
+            # Where the largest values are: the replay states of the three highest, with the env step at which
+            # each was stored (every env's step counted, as num_timesteps counts them).
+            "highest": [
+                {
+                    "observation": [round(float(x), 2) for x in observations[index]],
+                    "value": round(float(q_values[index].max()), 1),
+                    "stored_at": int(picks[index]) // buffer.n_envs * buffer.n_envs,
+                }
+                for index in q_values.max(-1).values.topk(3).indices.tolist()
+            ],
             "critic_gap": float((best_two[:, 0] - best_two[:, 1]).median()),
             "logit_gap": float((logit_gaps[:, 0] - logit_gaps[:, 1]).median()),
             "entropy": float(entropy.mean()),

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from torch import nn
 
@@ -387,6 +388,64 @@ def test_ensemble_members_are_independent_mlps(net_arch: list[int]) -> None:
     # Each member drew its own initial weights.
     first = ensemble.weights[0]
     assert not torch.equal(first[0], first[1]) and not torch.equal(first[1], first[2])
+
+
+@pytest.mark.parametrize("net_arch", [[8], [8, 6]])
+def test_layer_normalised_ensemble_members_are_create_mlps_with_layer_norm(net_arch: list[int]) -> None:
+    torch.manual_seed(0)
+    ensemble = EnsembleMLP(3, in_dim=5, out_dim=2, net_arch=net_arch, activation_fn=nn.ReLU, layer_norm=True)
+    assert [tuple(gain.shape) for gain in ensemble.norm_gains] == [(3, 1, width) for width in net_arch]
+    with torch.no_grad():  # away from nn.LayerNorm's initial gain 1 and bias 0, so a lost one shows
+        for parameter in [*ensemble.norm_gains, *ensemble.norm_biases]:
+            parameter.normal_()
+    inputs = torch.randn(7, 5)
+    outputs = ensemble(inputs)
+    for member in range(3):
+        mlp = nn.Sequential(*create_mlp(5, 2, net_arch, nn.ReLU, post_linear_modules=[nn.LayerNorm]))
+        linears = [module for module in mlp if isinstance(module, nn.Linear)]
+        norms = [module for module in mlp if isinstance(module, nn.LayerNorm)]
+        with torch.no_grad():
+            for linear, weight, bias in zip(linears, ensemble.weights, ensemble.biases, strict=True):
+                linear.weight.copy_(weight[member].T)
+                linear.bias.copy_(bias[member, 0])
+            for norm, gain, shift in zip(norms, ensemble.norm_gains, ensemble.norm_biases, strict=True):
+                norm.weight.copy_(gain[member, 0])
+                norm.bias.copy_(shift[member, 0])
+        torch.testing.assert_close(outputs[member], mlp(inputs))
+
+
+def test_critic_layer_norm_bounds_values_far_from_the_data() -> None:
+    # Linear extrapolation: an unnormalised ReLU critic's values grow with the input's scale, a
+    # layer-normalised one's stay within |last weights| * sqrt(width) + |last bias| (Ball et al., 2023).
+    plain = make(policy_kwargs={"critic_layer_norm": False})
+    normalised = make(policy_kwargs={"critic_layer_norm": True})
+    far = torch.full((1, 4), 1e4)
+    with torch.no_grad():
+        assert plain.critic(far).abs().max() > 100.0
+        values = normalised.critic(far).abs().max()
+        ensemble = normalised.critic.q_networks
+        last_weights, last_biases = (
+            ensemble.weights[-1],
+            ensemble.biases[-1],
+        )  # (member, in, out), (member, 1, out)
+        # At the initial gain 1 and bias 0 a normalised hidden layer has norm sqrt(width) before its ReLU.
+        bound = last_weights.abs().sum(1).max() * last_weights.shape[1] ** 0.5 + last_biases.abs().max()
+        assert values <= bound
+
+
+def test_critic_layer_norm_is_saved_and_checked(tmp_path: Path) -> None:
+    model = make(policy_kwargs={"critic_layer_norm": True})
+    assert (
+        len(model.critic.q_networks.norm_gains) == 2 and len(model.critic_target.q_networks.norm_gains) == 2
+    )
+    model.save(tmp_path / "model.zip")
+    loaded = GumbelAC.load(tmp_path / "model.zip")
+    assert len(loaded.critic.q_networks.norm_gains) == 2
+    for name, tensor in model.policy.state_dict().items():
+        torch.testing.assert_close(loaded.policy.state_dict()[name], tensor, rtol=0, atol=0)
+    assert len(make().critic.q_networks.norm_gains) == 0  # off by default
+    with pytest.raises(TypeError, match="critic_layer_norm must be a bool, got 'yes'"):
+        make(policy_kwargs={"critic_layer_norm": "yes"})
 
 
 @pytest.mark.parametrize("critic_input", ["mixture", "concat"])

@@ -57,6 +57,14 @@ def test_compiled_update_trains_as_the_eager_one(estimator: str) -> None:
     assert compiled._n_updates == eager._n_updates > 0
 
 
+def test_compiled_update_with_layer_normalised_critics() -> None:
+    # The setting of GumbelAC's CartPole-v1 entry.
+    layer_norm = {"policy_kwargs": {"critic_layer_norm": True}}
+    eager = make(estimator="gumbel_softmax", **layer_norm).learn(STEPS)
+    compiled = make(estimator="gumbel_softmax", compile_update=True, **layer_norm).learn(STEPS)
+    assert relative_gap(compiled, eager) < CLOSE
+
+
 def test_compiled_update_is_deterministic() -> None:
     first = make(estimator="exact", compile_update=True).learn(STEPS)
     second = make(estimator="exact", compile_update=True).learn(STEPS)
