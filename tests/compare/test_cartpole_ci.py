@@ -4,7 +4,7 @@
 CartPole-v1 learning test of REINFORCE, SoftQ and every GumbelAC estimator (``straight_through`` trains
 identically to ``gumbel_softmax`` under the default critic): each trains with its defaults and its
 hyperparameter file's CartPole-v1 entry at its documented budget, exactly as in the committed runs, whose
-first seeds these are. The estimators' spec gets one seed (a ``gumbel_rao`` run takes about 70 s of a
+first seeds these are. The estimators' spec gets one seed (a ``gumbel_rao`` run takes about 40 s of a
 core); their 10-seed evidence is the committed run. SB3's PPO and DQN are anchors of the comparison, not under
 test: CI leaves them out (``--agents``), as their rows would not be checked and they were a third of the
 comparison's time.
