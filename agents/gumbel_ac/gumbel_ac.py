@@ -130,7 +130,8 @@ class GumbelAC(OffPolicyAlgorithm):
     Defaults target ``GumbelAC("MlpPolicy", "CartPole-v1").learn(50_000)`` for every estimator; the evidence
     for each, with the commands that reproduce it, is in ``experiments/tuning/gumbel_ac.md``. ``rlrelax
     train`` and ``rlrelax compare`` train CartPole-v1 faster with the entry of ``hyperparams.toml``: 8 envs,
-    3-step returns, twice the learning rate (``experiments/tuning/speed.md``).
+    3-step returns, twice the learning rate, layer-normalised critics and compiled gradient steps
+    (``experiments/tuning/speed.md``).
 
     Supported action spaces: ``Discrete``, and ``MultiDiscrete`` and ``MultiBinary`` of one dimension;
     anything else is a ``ValueError`` naming the space. On the latter the policy is a product of one
@@ -219,8 +220,8 @@ class GumbelAC(OffPolicyAlgorithm):
         rounding, 2.0 to 2.4 times as fast on a CPU, after some seconds of compiling on the first step (cached
         on disk for later runs). Needs a C++ compiler (without one it warns and runs eagerly), a constant
         ``temperature``, a fixed ``ent_coef`` and torch's Adam; ``TORCHDYNAMO_DISABLE=1`` runs it eagerly.
-        Off by default: the committed runs are eager draws (``experiments/tuning/speed.md``, "One compiled
-        graph per gradient step")
+        Off by default, on in the CartPole-v1 entry of ``hyperparams.toml`` (``experiments/tuning/speed.md``,
+        "One compiled graph per gradient step")
     :param stats_window_size: Window size for the rollout logging
     :param tensorboard_log: The log location for tensorboard (if None, no logging)
     :param policy_kwargs: Additional arguments to be passed to the policy on creation

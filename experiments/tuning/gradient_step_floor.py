@@ -3,10 +3,11 @@
     python experiments/tuning/gradient_step_floor.py
     LD_PRELOAD=libtcmalloc_minimal.so.4 python experiments/tuning/gradient_step_floor.py   # Debian's tcmalloc
 
-GumbelAC with its CartPole-v1 entry (8 envs, 3-step returns, ``lin_4e-3``; ``gumbel_softmax``) learns
-``--warmup`` env steps; then three variants of its ``train`` take turns from the same saved state (parameters,
-optimiser moments, random generators), ``--steps`` gradient steps each, for ``--rounds`` rounds after one
-untimed, in one process, one thread, subnormal floats flushed:
+GumbelAC with its CartPole-v1 entry (8 envs, 3-step returns, ``lin_4e-3``, layer-normalised critics;
+``gumbel_softmax``; its gradient steps eager, as ``--overrides`` may change) learns ``--warmup`` env steps;
+then three variants of its ``train`` take turns from the same saved state (parameters, optimiser moments,
+random generators), ``--steps`` gradient steps each, for ``--rounds`` rounds after one untimed, in one
+process, one thread, subnormal floats flushed:
 
 - ``replay batches``: the gradient steps as training takes them;
 - ``one fixed batch``: every step on one replay batch drawn once, so the replay buffer's sampling is not paid
