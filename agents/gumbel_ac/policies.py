@@ -146,12 +146,9 @@ class EnsembleMLP(nn.Module):
         )
         self.activation = activation_fn()
         # nn.LayerNorm's initial gain 1 and bias 0, one row per member: (member, 1, width).
-        self.norm_gains = nn.ParameterList(
-            nn.Parameter(th.ones(n_members, 1, width)) for width in (net_arch if layer_norm else [])
-        )
-        self.norm_biases = nn.ParameterList(
-            nn.Parameter(th.zeros(n_members, 1, width)) for width in (net_arch if layer_norm else [])
-        )
+        norm_widths = net_arch if layer_norm else []
+        self.norm_gains = nn.ParameterList(nn.Parameter(th.ones(n_members, 1, w)) for w in norm_widths)
+        self.norm_biases = nn.ParameterList(nn.Parameter(th.zeros(n_members, 1, w)) for w in norm_widths)
 
     def forward(self, inputs: th.Tensor) -> th.Tensor:
         """
