@@ -4,7 +4,10 @@ Every algorithm trains with the same evaluation schedule (every ``eval_every`` e
 deterministic episodes on a separately seeded CartPole-v1) and stops when an evaluation first reaches
 the threshold, or at its step budget. Printed per algorithm: env steps per second of training, the
 median training wall time (evaluation time excluded) until the first evaluation >= threshold, the
-number of seeds that got there, and the ratios to SB3 PPO and SB3 DQN (> 1 means rlrelax is faster).
+number of seeds that got there, and the ratios to SB3 PPO and SB3 DQN (> 1 means rlrelax is faster), the
+ratio to PPO with a 95% bootstrap interval over seeds (``scipy.stats.bootstrap``, each algorithm's seeds
+resampled on their own; a seed that never solved counts as infinitely slow). ``--csv`` also writes each
+seed's outcome, one algorithm at a time as it finishes.
 
 The contenders are the agents of ``experiments/cartpole.toml`` (SB3's PPO and DQN with RL Zoo's tuned
 CartPole-v1 hyperparameters, rlrelax's agents with their defaults and their hyperparameter files'
@@ -19,9 +22,11 @@ Usage::
     python benchmarks/bench_agents.py --only SoftQ    # one rlrelax agent (and the SB3 baselines)
     python benchmarks/bench_agents.py --only GumbelAC-exact --set train_freq=8 --no-baselines  # a variant
     python benchmarks/bench_agents.py --only SoftQ --n-envs 8 --set train_freq=1 --set gradient_steps=2
+    python benchmarks/bench_agents.py --seeds $(seq 0 19) --csv bench.csv   # and every seed's outcome
 """
 
 import argparse
+import csv
 import os
 import statistics
 import time
@@ -31,7 +36,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from scipy.stats import bootstrap
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback, StopTrainingOnRewardThreshold
 from stable_baselines3.common.env_util import make_vec_env
@@ -121,6 +128,49 @@ class Outcome:
     steps_to_solve: int | None
 
 
+def seconds_or_inf(outcome: Outcome) -> float:
+    """The seconds to solve, infinite for a seed that never solved, so that medians stay honest."""
+    return outcome.seconds_to_solve if outcome.seconds_to_solve is not None else float("inf")
+
+
+def speed_ratio_interval(baseline: list[Outcome], outcomes: list[Outcome]) -> tuple[float, float]:
+    """A 95% percentile bootstrap interval of ``median(baseline seconds) / median(seconds)`` over seeds.
+
+    :param baseline: the baseline's outcome on each seed
+    :param outcomes: the algorithm's outcome on each seed
+    :return: the interval's low and high ends
+    """
+
+    def ratio(base: np.ndarray, other: np.ndarray, axis: int) -> np.ndarray:
+        with np.errstate(invalid="ignore"):  # inf / inf, where both medians never solved: nan
+            return np.median(base, axis=axis) / np.median(other, axis=axis)
+
+    samples = ([seconds_or_inf(o) for o in baseline], [seconds_or_inf(o) for o in outcomes])
+    interval = bootstrap(
+        samples, ratio, n_resamples=10_000, method="percentile", random_state=0
+    ).confidence_interval
+    return float(interval.low), float(interval.high)
+
+
+def append_outcomes(path: Path, label: str, seeds: list[int], outcomes: list[Outcome]) -> None:
+    """Append one algorithm's outcomes, a row per seed, to the CSV at ``path`` (a header first if new)."""
+    is_new = not path.exists()
+    with open(path, "a", newline="") as file:
+        writer = csv.writer(file)
+        if is_new:
+            writer.writerow(["algorithm", "seed", "steps_per_second", "steps_to_solve", "seconds_to_solve"])
+        for seed, outcome in zip(seeds, outcomes, strict=True):
+            writer.writerow(
+                [
+                    label,
+                    seed,
+                    f"{outcome.steps_per_second:.1f}",
+                    "" if outcome.steps_to_solve is None else outcome.steps_to_solve,
+                    "" if outcome.seconds_to_solve is None else f"{outcome.seconds_to_solve:.3f}",
+                ]
+            )
+
+
 def run(contender: Contender, seed: int, eval_every: int, threshold: float) -> Outcome:
     env = make_vec_env(ENV_ID, n_envs=contender.n_envs, seed=seed)
     model = contender.algorithm("MlpPolicy", env, seed=seed, **contender.kwargs)
@@ -189,7 +239,10 @@ def main() -> None:
         "gradient steps per env step)",
     )
     parser.add_argument("--no-baselines", action="store_true", help="skip SB3's PPO and DQN (no ratios)")
+    parser.add_argument("--csv", type=Path, default=None, help="also write each seed's outcome to this CSV")
     args = parser.parse_args()
+    if args.csv is not None and args.csv.exists():
+        raise SystemExit(f"--csv {str(args.csv)!r} exists: name a new file")
     overrides = parse_overrides(args.set)
     configure_torch_for_one_run()  # as the comparison's runs: one thread, subnormals flushed
 
@@ -207,12 +260,12 @@ def main() -> None:
         results[contender.label] = [
             run(contender, seed, args.eval_every, args.threshold) for seed in args.seeds
         ]
+        if args.csv is not None:
+            append_outcomes(args.csv, contender.label, args.seeds, results[contender.label])
         print(f"finished {contender.label}", flush=True)
 
     def median_solve(label: str) -> float:
-        times = [outcome.seconds_to_solve for outcome in results[label]]
-        # A seed that never solved counts as infinitely slow, so the median stays honest.
-        return statistics.median(t if t is not None else float("inf") for t in times)
+        return statistics.median(seconds_or_inf(outcome) for outcome in results[label])
 
     ppo, dqn = (float("nan") if args.no_baselines else median_solve(label) for label in BASELINES)
     print(
@@ -227,7 +280,7 @@ def main() -> None:
     )
     print(
         f"{'algorithm':<28}{'steps/s':>9}{'solved':>8}{'median steps':>14}{'median s':>10}"
-        f"{'vs PPO':>8}{'vs DQN':>8}"
+        f"{'vs PPO':>8}{'vs DQN':>8}{'vs PPO, 95% CI':>18}"
     )
     for label, outcomes in results.items():
         speed = statistics.median(outcome.steps_per_second for outcome in outcomes)
@@ -237,9 +290,14 @@ def main() -> None:
             outcome.steps_to_solve if outcome.steps_to_solve is not None else float("inf")
             for outcome in outcomes
         )
+        interval = (
+            ""
+            if args.no_baselines or len(args.seeds) < 2
+            else "{:.2f}-{:.2f}".format(*speed_ratio_interval(results["PPO"], outcomes))
+        )
         print(
             f"{label:<28}{speed:>9.0f}{f'{solved}/{len(outcomes)}':>8}{steps:>14,.0f}{seconds:>10.1f}"
-            f"{ppo / seconds:>8.2f}{dqn / seconds:>8.2f}"
+            f"{ppo / seconds:>8.2f}{dqn / seconds:>8.2f}{interval:>18}"
         )
 
 
