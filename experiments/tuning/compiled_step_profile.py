@@ -1,0 +1,68 @@
+"""Where a compiled GumbelAC gradient step's time goes: ``torch.profiler`` over ``train``, CartPole-v1 entry.
+
+    python experiments/tuning/compiled_step_profile.py
+    python experiments/tuning/compiled_step_profile.py --estimators gumbel_rao --steps 500
+
+For each estimator, GumbelAC with its CartPole-v1 entry (compiled gradient steps, layer-normalised critics)
+learns ``--warmup`` env steps (seed 0), compiles, takes ``--rounds`` untimed rounds of ``--steps`` gradient
+steps, and then prints:
+
+- milliseconds per gradient step of ``train`` over one more round, without the profiler;
+- the profiler's operators by their own CPU time, per gradient step, over one more round: the compiled
+  graph's generated kernels (``Call CompiledFxGraph``), the matrix products it calls out to (``aten::bmm``,
+  ``aten::baddbmm``, ``aten::addmm``, ``aten::mm``), Dynamo's guard check before each call (``TorchDynamo
+  Cache Lookup``), and what stays eager (the replay buffer's sample, the entropy coefficient, the target
+  update).
+
+Used for ``experiments/tuning/speed.md``, "Twenty seeds: half PPO's speed is at the edge".
+"""
+
+import time
+
+import torch
+from gradient_step_floor import timing_arguments, trained_entry_model
+
+from rlrelax._platform import cpu_model
+
+ESTIMATORS = ("gumbel_softmax", "exact", "score_function", "gumbel_rao")
+#: Operators printed, the heaviest first by their own CPU time.
+ROWS = 12
+
+
+def profile(estimator: str, warmup: int, steps: int, rounds: int, overrides: dict[str, object]) -> None:
+    """Print ``estimator``'s milliseconds per compiled gradient step and its heaviest operators.
+
+    :param overrides: keyword arguments that replace or add to the entry's
+    """
+    model = trained_entry_model(warmup, **{**overrides, "estimator": estimator, "compile_update": True})
+    for _ in range(rounds):
+        model.train(gradient_steps=steps, batch_size=model.batch_size)
+    start = time.perf_counter()
+    model.train(gradient_steps=steps, batch_size=model.batch_size)
+    milliseconds = (time.perf_counter() - start) / steps * 1e3
+    with torch.profiler.profile() as profiler:
+        model.train(gradient_steps=steps, batch_size=model.batch_size)
+    events = sorted(profiler.key_averages(), key=lambda event: event.self_cpu_time_total, reverse=True)
+    total = sum(event.self_cpu_time_total for event in events)
+    print(f"{estimator}: {milliseconds:.2f} ms a gradient step ({total / steps / 1e3:.2f} ms profiled)")
+    for event in events[:ROWS]:
+        share = event.self_cpu_time_total / total
+        print(
+            f"  {event.key[:40]:40s} {event.self_cpu_time_total / steps:8.1f} us a step {share:6.1%} "
+            f"{event.count / steps:5.1f} calls",
+            flush=True,
+        )
+
+
+def main() -> None:
+    args = timing_arguments(__doc__, estimators=ESTIMATORS)
+    for estimator in args.estimators:
+        profile(estimator, args.warmup, args.steps, args.rounds, args.overrides)
+        if estimator == args.estimators[0]:
+            print(
+                f"{cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)", flush=True
+            )
+
+
+if __name__ == "__main__":
+    main()
