@@ -28,21 +28,17 @@ import statistics
 import time
 from typing import Any
 
-import torch
 from gradient_step_floor import (
+    for_each_estimator,
     parameters,
     relative_gap,
     restore,
     saved_state,
-    timing_arguments,
     trained_entry_model,
 )
 
-from rlrelax._platform import cpu_model
 from rlrelax.agents import GumbelAC
 from rlrelax.agents.gumbel_ac.compiled_update import CompiledUpdate
-
-ESTIMATORS = ("gumbel_softmax", "exact", "score_function", "gumbel_rao")
 
 
 def trained(model: GumbelAC, update: CompiledUpdate | None, steps: int) -> None:
@@ -88,14 +84,7 @@ def probe(estimator: str, warmup: int, steps: int, rounds: int, overrides: dict[
 
 
 def main() -> None:
-    args = timing_arguments(__doc__, estimators=ESTIMATORS)
-    for estimator in args.estimators:
-        probe(estimator, args.warmup, args.steps, args.rounds, args.overrides)
-        if estimator == args.estimators[0]:
-            # After the first model: trained_entry_model sets torch up as the comparison's runs.
-            print(
-                f"{cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)", flush=True
-            )
+    for_each_estimator(__doc__, probe)
 
 
 if __name__ == "__main__":

@@ -18,18 +18,16 @@ Used for ``experiments/tuning/speed.md``, "Twenty seeds: half PPO's speed is at 
 """
 
 import time
+from typing import Any
 
 import torch
-from gradient_step_floor import timing_arguments, trained_entry_model
+from gradient_step_floor import for_each_estimator, trained_entry_model
 
-from rlrelax._platform import cpu_model
-
-ESTIMATORS = ("gumbel_softmax", "exact", "score_function", "gumbel_rao")
 #: Operators printed, the heaviest first by their own CPU time.
 ROWS = 12
 
 
-def profile(estimator: str, warmup: int, steps: int, rounds: int, overrides: dict[str, object]) -> None:
+def profile(estimator: str, warmup: int, steps: int, rounds: int, overrides: dict[str, Any]) -> None:
     """Print ``estimator``'s milliseconds per compiled gradient step and its heaviest operators.
 
     :param overrides: keyword arguments that replace or add to the entry's
@@ -55,13 +53,7 @@ def profile(estimator: str, warmup: int, steps: int, rounds: int, overrides: dic
 
 
 def main() -> None:
-    args = timing_arguments(__doc__, estimators=ESTIMATORS)
-    for estimator in args.estimators:
-        profile(estimator, args.warmup, args.steps, args.rounds, args.overrides)
-        if estimator == args.estimators[0]:
-            print(
-                f"{cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)", flush=True
-            )
+    for_each_estimator(__doc__, profile)
 
 
 if __name__ == "__main__":

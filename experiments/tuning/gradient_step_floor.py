@@ -150,6 +150,29 @@ def timing_arguments(description: str | None, estimators: tuple[str, ...] = ()) 
     return parser.parse_args()
 
 
+#: The estimators a per-estimator probe runs, all of GumbelAC's but ``straight_through`` (it trains as
+#: ``gumbel_softmax`` under the default mixture critic).
+ESTIMATORS = ("gumbel_softmax", "exact", "score_function", "gumbel_rao")
+
+
+def for_each_estimator(
+    description: str | None, measure: Callable[[str, int, int, int, dict[str, Any]], None]
+) -> None:
+    """Parse the command line (:func:`timing_arguments`) and run ``measure`` for each estimator it names.
+
+    :param description: the script's help text
+    :param measure: called as ``measure(estimator, warmup, steps, rounds, overrides)``
+    """
+    args = timing_arguments(description, estimators=ESTIMATORS)
+    for estimator in args.estimators:
+        measure(estimator, args.warmup, args.steps, args.rounds, args.overrides)
+        if estimator == args.estimators[0]:
+            # After the first model: trained_entry_model sets torch up as the comparison's runs.
+            print(
+                f"{cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)", flush=True
+            )
+
+
 def trained_entry_model(warmup: int, **overrides: Any) -> GumbelAC:
     """GumbelAC with its CartPole-v1 entry (and ``overrides``), seed 0, trained for ``warmup`` env steps.
 
