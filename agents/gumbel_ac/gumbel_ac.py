@@ -1,6 +1,5 @@
 """GumbelAC: an off-policy actor-critic for discrete actions with a selectable actor-gradient estimator."""
 
-import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,7 +45,8 @@ from rlrelax.agents.common import (
     soft_bellman_backup,
     soft_bellman_target,
 )
-from rlrelax.agents.gumbel_ac.compiled_update import CompiledUpdate, check_compilable_optimizer
+from rlrelax.agents.common.compiled import check_compilable_optimizer, check_not_diverged
+from rlrelax.agents.gumbel_ac.compiled_update import CompiledUpdate
 from rlrelax.agents.gumbel_ac.policies import (
     CRITIC_INPUTS,
     Actor,
@@ -792,11 +792,8 @@ class GumbelAC(OffPolicyAlgorithm):
         for name, values in diagnostics.items():
             # The mean of the values as Python floats, as SB3's SAC logs its diagnostics.
             mean = np.mean(th.stack(values).tolist())
-            if self._compiled_update is not None and not math.isfinite(mean):
-                # The compiled graph skips the relaxations' checks of values (rlrelax.relax values_readable).
-                raise ValueError(
-                    f"GumbelAC's training diverged: train/{name} is {mean} (compile_update=True)"
-                )
+            if self._compiled_update is not None:
+                check_not_diverged(type(self).__name__, name, mean)
             self.logger.record(f"train/{name}", mean)
         self.logger.record("train/temperature", temperature)
 

@@ -1,6 +1,7 @@
 """Soft Q-learning for discrete actions, as a Stable-Baselines3 off-policy algorithm."""
 
 import math
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -9,7 +10,7 @@ import torch as th
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
 from stable_baselines3.dqn.policies import QNetwork
 from torch import nn
@@ -34,6 +35,8 @@ from rlrelax.agents.common import (
     soft_bellman_target,
     split_choices,
 )
+from rlrelax.agents.common.compiled import Diagnostics, check_compilable_optimizer, check_not_diverged
+from rlrelax.agents.softq.compiled_update import CompiledUpdate
 from rlrelax.agents.softq.policies import MlpPolicy, SoftQPolicy
 from rlrelax.estimators import ESTIMATORS
 
@@ -95,6 +98,11 @@ class SoftQ(OffPolicyAlgorithm):
     :param munchausen_coef: the Munchausen scaling (alpha in Vieillard et al. 2020, who use 0.9); 0: off
     :param munchausen_clip: the lower clipping bound l0 < 0 of the scaled log-policy in the Munchausen term
     :param max_grad_norm: The maximum value for the gradient clipping
+    :param compile_update: Take each gradient step as one graph compiled by ``torch.compile``
+        (:class:`rlrelax.agents.softq.compiled_update.CompiledUpdate`): the same update up to float rounding,
+        about twice as fast on a CPU, after some seconds of compiling in the first ``train`` (cached on disk
+        for later runs). Needs a C++ compiler (without one it warns and runs eagerly), a fixed ``ent_coef``
+        and torch's Adam (``experiments/tuning/speed.md``, "SoftQ's gradient step compiled")
     :param stats_window_size: Window size for the rollout logging
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
     :param policy_kwargs: additional arguments to be passed to the policy on creation
@@ -139,6 +147,7 @@ class SoftQ(OffPolicyAlgorithm):
         munchausen_coef: float = 0.9,
         munchausen_clip: float = -1.0,
         max_grad_norm: float = 10.0,
+        compile_update: bool = False,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -152,6 +161,11 @@ class SoftQ(OffPolicyAlgorithm):
         check_target_entropy(target_entropy)
         check_munchausen(munchausen_coef, munchausen_clip)
         check_soft_critic_arguments(tau, gamma, target_update_interval, max_grad_norm)
+        if not isinstance(compile_update, bool):
+            raise TypeError(f"compile_update must be a bool, got {compile_update!r}")
+        if compile_update and ent_coef_auto:
+            # A value that changes every step would compile the graph again for each new value.
+            raise ValueError(f"compile_update=True needs a fixed ent_coef, got ent_coef={ent_coef!r}")
 
         super().__init__(
             policy,
@@ -187,6 +201,7 @@ class SoftQ(OffPolicyAlgorithm):
         self.munchausen_clip = munchausen_clip
         self.target_update_interval = target_update_interval
         self.max_grad_norm = max_grad_norm
+        self.compile_update = compile_update
         # Counts env.step() calls: each is n_envs env steps, the unit of target_update_interval.
         self._n_calls = 0
 
@@ -218,6 +233,10 @@ class SoftQ(OffPolicyAlgorithm):
         self.ent_coef_optimizer = None
         if self._ent_coef_auto:
             self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.lr_schedule(1))
+        self._compiled_update: CompiledUpdate | None = None
+        if self.compile_update:
+            check_compilable_optimizer(self.policy.optimizer, "Q-network")
+            self._compiled_update = CompiledUpdate(self)
 
     def _joint_action_count(self) -> int:
         """The number of (joint) actions, whose log is the maximum entropy; checks the action space.
@@ -266,6 +285,49 @@ class SoftQ(OffPolicyAlgorithm):
             if self.batch_norm_stats:
                 polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
 
+    def _q_loss(self, replay_data: ReplayBufferSamples, ent_coef: float) -> tuple[th.Tensor, Diagnostics]:
+        """The Q-network's loss on a replay batch: Huber, as SB3's DQN, towards the soft Bellman target.
+
+        :param replay_data: a replay batch
+        :param ent_coef: the temperature alpha
+        :return: the loss and, detached, the diagnostics ``"critic_loss"``, ``"q_values"`` (the mean value
+            of the actions taken) and ``"entropy"`` (the Boltzmann policy's mean entropy)
+        """
+        target_q_values = soft_bellman_target(
+            replay_data,
+            self.q_net_target,
+            ent_coef=ent_coef,
+            gamma=self.gamma,
+            munchausen_coef=self.munchausen_coef,
+            munchausen_clip=self.munchausen_clip,
+            choice_sizes=self._choice_sizes,
+        )
+        q_values = self.q_net(replay_data.observations)
+        current_q_values = action_value(q_values, replay_data.actions, self._choice_sizes)
+        # Huber loss, as SB3's DQN: a TD error far from the target moves the network by a bounded step.
+        loss = F.smooth_l1_loss(current_q_values, target_q_values)
+        with th.no_grad():
+            entropy = boltzmann_entropy(q_values.detach(), ent_coef, self._choice_sizes)
+        return loss, {
+            "critic_loss": loss.detach(),
+            "q_values": current_q_values.detach().mean(),
+            "entropy": entropy,
+        }
+
+    def _eager_update(self, replay_data: ReplayBufferSamples, ent_coef: float) -> Diagnostics:
+        """One gradient step of the Q-network, by autograd and the optimiser's own step.
+
+        :param replay_data: a replay batch
+        :param ent_coef: the temperature alpha
+        :return: the diagnostics of :meth:`_q_loss`
+        """
+        loss, diagnostics = self._q_loss(replay_data, ent_coef)
+        self.policy.optimizer.zero_grad()
+        loss.backward()
+        th.nn.utils.clip_grad_norm_(self._online_params, self.max_grad_norm)
+        self.policy.optimizer.step()
+        return diagnostics
+
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         self.policy.set_training_mode(True)
         optimizers = [self.policy.optimizer]
@@ -273,54 +335,35 @@ class SoftQ(OffPolicyAlgorithm):
             optimizers.append(self.ent_coef_optimizer)
         self._update_learning_rate(optimizers)
 
-        losses, q_means, entropies, ent_coefs, ent_coef_losses = [], [], [], [], []
+        # Diagnostics stay tensors until the loop ends: one read of their values instead of several a step.
+        diagnostics: dict[str, list[th.Tensor]] = defaultdict(list)
+        ent_coefs = []
         for _ in range(gradient_steps):
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             ent_coef = self.policy.ent_coef
-
-            target_q_values = soft_bellman_target(
-                replay_data,
-                self.q_net_target,
-                ent_coef=ent_coef,
-                gamma=self.gamma,
-                munchausen_coef=self.munchausen_coef,
-                munchausen_clip=self.munchausen_clip,
-                choice_sizes=self._choice_sizes,
-            )
-
-            q_values = self.q_net(replay_data.observations)
-            current_q_values = action_value(q_values, replay_data.actions, self._choice_sizes)
-            # Huber loss, as SB3's DQN: a TD error far from the target moves the network by a bounded step.
-            loss = F.smooth_l1_loss(current_q_values, target_q_values)
-
-            self.policy.optimizer.zero_grad()
-            loss.backward()
-            th.nn.utils.clip_grad_norm_(self._online_params, self.max_grad_norm)
-            self.policy.optimizer.step()
-
-            with th.no_grad():
-                entropy = boltzmann_entropy(q_values.detach(), ent_coef, self._choice_sizes)
+            if self._compiled_update is not None:
+                info = self._compiled_update(replay_data, ent_coef)
+            else:
+                info = self._eager_update(replay_data, ent_coef)
+            for name, value in info.items():
+                diagnostics[name].append(value)
 
             if self.ent_coef_optimizer is not None:
-                loss_of_alpha = ent_coef_loss(self.log_ent_coef, entropy, self._target_entropy)
+                loss_of_alpha = ent_coef_loss(self.log_ent_coef, info["entropy"], self._target_entropy)
                 self.ent_coef_optimizer.zero_grad()
                 loss_of_alpha.backward()
                 self.ent_coef_optimizer.step()
-                ent_coef_losses.append(loss_of_alpha.detach())
-
-            losses.append(loss.detach())
-            q_means.append(current_q_values.detach().mean())
-            entropies.append(entropy)
+                diagnostics["ent_coef_loss"].append(loss_of_alpha.detach())
             ent_coefs.append(ent_coef)
 
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/critic_loss", th.stack(losses).mean().item())
-        self.logger.record("train/q_values", th.stack(q_means).mean().item())
-        self.logger.record("train/entropy", th.stack(entropies).mean().item())
+        for name, values in diagnostics.items():
+            mean = th.stack(values).mean().item()
+            if self._compiled_update is not None:
+                check_not_diverged(type(self).__name__, name, mean)
+            self.logger.record(f"train/{name}", mean)
         self.logger.record("train/ent_coef", float(np.mean(ent_coefs)))
-        if ent_coef_losses:
-            self.logger.record("train/ent_coef_loss", th.stack(ent_coef_losses).mean().item())
 
     def actor_gradient_draws(
         self, n_draws: int, batch_size: int, generator: th.Generator
@@ -384,7 +427,7 @@ class SoftQ(OffPolicyAlgorithm):
     def _excluded_save_params(self) -> list[str]:
         # Aliases into the policy, whose state dict (log_ent_coef included) is saved with the model.
         aliases = ["q_net", "q_net_target", "log_ent_coef", "_online_params", "_target_params"]
-        return [*super()._excluded_save_params(), *aliases]
+        return [*super()._excluded_save_params(), *aliases, "_compiled_update"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "policy.optimizer"]

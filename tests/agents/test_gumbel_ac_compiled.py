@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch._inductor.config as inductor_config
+from parameter_gaps import flat_parameters, relative_gap
 from test_factorised_actions import make_env
 
 import rlrelax.envs  # noqa: F401  (registers rlrelax/Slate-v0)
@@ -28,16 +29,6 @@ ESTIMATORS = ("gumbel_softmax", "exact", "gumbel_rao", "score_function")
 
 def make(env: Any = ENV_ID, seed: int = 0, **kwargs: Any) -> GumbelAC:
     return GumbelAC("MlpPolicy", env, seed=seed, **{**FAST, **kwargs})
-
-
-def flat_parameters(model: GumbelAC) -> torch.Tensor:
-    return torch.cat([param.detach().flatten() for param in model.policy.parameters()])
-
-
-def relative_gap(model: GumbelAC, reference: GumbelAC) -> float:
-    """The largest difference between two models' parameters, relative to the reference's largest one."""
-    reached, expected = flat_parameters(model), flat_parameters(reference)
-    return float((reached - expected).abs().max() / expected.abs().max())
 
 
 # After STEPS, float rounding has moved the compiled model's parameters by up to 3.4e-6 of the largest one
