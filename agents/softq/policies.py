@@ -29,6 +29,28 @@ def boltzmann_sample(q_values: th.Tensor, ent_coef: float) -> th.Tensor:
     return (q_values + ent_coef * noise).argmax(dim=1).reshape(-1)
 
 
+def mlp(
+    input_dim: int, output_dim: int, net_arch: list[int], activation_fn: type[nn.Module], layer_norm: bool
+) -> nn.Sequential:
+    """A Q-network's MLP, SB3's ``create_mlp``, optionally with each hidden layer layer-normalised (Ba, Kiros
+    and Hinton, 2016, "Layer Normalization") before its activation.
+
+    Layer norm bounds what a critic extrapolates to states it has rarely seen, which stopped GumbelAC's late
+    falls on CartPole-v1 (``experiments/tuning/speed.md``, "Layer-normalised critics").
+
+    :param input_dim: the features' size
+    :param output_dim: the outputs' size
+    :param net_arch: the hidden layers' sizes
+    :param activation_fn: the activation function
+    :param layer_norm: whether to layer-normalise the hidden layers
+    :return: the network
+    """
+    post_linear_modules: list[type[nn.Module]] = [nn.LayerNorm] if layer_norm else []
+    return nn.Sequential(
+        *create_mlp(input_dim, output_dim, net_arch, activation_fn, post_linear_modules=post_linear_modules)
+    )
+
+
 class BranchingQNetwork(BasePolicy):
     """
     A factorised Q-network for several discrete choices: ``Q(s, a) = V(s) + Σ_m A_m(s, a_m)``.
@@ -46,6 +68,8 @@ class BranchingQNetwork(BasePolicy):
     :param net_arch: The hidden layer sizes (``[64, 64]`` when ``None``, as SB3's ``QNetwork``)
     :param activation_fn: Activation function
     :param normalize_images: Whether to normalize images or not, dividing by 255.0 (True by default)
+    :param layer_norm: Whether each hidden layer is layer-normalised before its activation
+        (:func:`hidden_layers`)
     """
 
     def __init__(
@@ -57,6 +81,7 @@ class BranchingQNetwork(BasePolicy):
         net_arch: list[int] | None = None,
         activation_fn: type[nn.Module] = nn.ReLU,
         normalize_images: bool = True,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__(
             observation_space,
@@ -71,7 +96,8 @@ class BranchingQNetwork(BasePolicy):
         self.net_arch = [64, 64] if net_arch is None else net_arch
         self.activation_fn = activation_fn
         self.features_dim = features_dim
-        self.q_net = nn.Sequential(*create_mlp(features_dim, 1 + sum(sizes), self.net_arch, activation_fn))
+        self.layer_norm = layer_norm
+        self.q_net = mlp(features_dim, 1 + sum(sizes), self.net_arch, activation_fn, layer_norm)
 
     def forward(self, obs: PyTorchObs) -> th.Tensor:
         """
@@ -92,9 +118,23 @@ class BranchingQNetwork(BasePolicy):
                 features_dim=self.features_dim,
                 activation_fn=self.activation_fn,
                 features_extractor=self.features_extractor,
+                layer_norm=self.layer_norm,
             )
         )
         return data
+
+
+class LayerNormQNetwork(QNetwork):
+    """SB3's ``QNetwork`` with each hidden layer layer-normalised before its activation (:func:`mlp`).
+
+    :param args: ``QNetwork``'s arguments
+    :param kwargs: ``QNetwork``'s keyword arguments
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # QNetwork takes no layers besides Linear and the activation, so its MLP is built again with them.
+        self.q_net = mlp(self.features_dim, int(self.action_space.n), self.net_arch, self.activation_fn, True)
 
 
 class SoftQPolicy(DQNPolicy):
@@ -119,6 +159,8 @@ class SoftQPolicy(DQNPolicy):
     :param optimizer_class: The optimizer to use, ``th.optim.Adam`` by default
     :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, to pass to the
         optimizer
+    :param layer_norm: Whether the Q-network's hidden layers are layer-normalised before their activations
+        (:func:`mlp`)
     """
 
     action_space: FactorisedSpace
@@ -135,7 +177,12 @@ class SoftQPolicy(DQNPolicy):
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
+        layer_norm: bool = False,
     ) -> None:
+        if not isinstance(layer_norm, bool):
+            raise TypeError(f"layer_norm must be a bool, got {layer_norm!r}")
+        # Set first: DQNPolicy's constructor builds the Q-networks (make_q_net).
+        self.layer_norm = layer_norm
         # Wider than DQNPolicy's [64, 64]: in tuning runs on CartPole-v1 it reached 500 within 25k steps on
         # seeds where [64, 64] stalled near 150 for most of the 50k-step budget.
         super().__init__(
@@ -164,11 +211,16 @@ class SoftQPolicy(DQNPolicy):
         return float(self.log_ent_coef.detach().double().exp())
 
     def make_q_net(self) -> QNetwork | BranchingQNetwork:  # type: ignore[override]
-        if isinstance(self.action_space, spaces.Discrete):
+        if isinstance(self.action_space, spaces.Discrete) and not self.layer_norm:
             return super().make_q_net()
         # Separate features extractors for the network and its target, as DQNPolicy.make_q_net makes them.
         net_args = self._update_features_extractor(self.net_args, features_extractor=None)
-        return BranchingQNetwork(**net_args).to(self.device)
+        if isinstance(self.action_space, spaces.Discrete):
+            return LayerNormQNetwork(**net_args).to(self.device)
+        return BranchingQNetwork(**net_args, layer_norm=self.layer_norm).to(self.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "layer_norm": self.layer_norm}
 
     def _predict(self, obs: PyTorchObs, deterministic: bool = True) -> th.Tensor:
         q_values = self.q_net(obs)

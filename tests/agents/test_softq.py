@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch as th
 from stable_baselines3.common.logger import configure
+from test_factorised_actions import make_env
 from torch.nn import functional as F
 
 from rlrelax.agents.common import AUTO_TARGET_ENTROPY_FRACTION, soft_value
@@ -250,3 +251,33 @@ def test_logged_keys_reach_the_csv(tmp_path: Path) -> None:
     keys = ("train/critic_loss", "train/ent_coef", "train/entropy", "train/q_values", "train/ent_coef_loss")
     for key in keys:
         assert key in header, key
+
+
+@pytest.mark.parametrize("space", ["Discrete", "MultiDiscrete"])
+def test_layer_normalised_q_network(space: str, tmp_path: Path) -> None:
+    env = "CartPole-v1" if space == "Discrete" else make_env(space)
+    policy_kwargs = {"net_arch": [16, 8], "layer_norm": True}
+    model = SoftQ("MlpPolicy", env, seed=0, **{**FAST, "policy_kwargs": policy_kwargs})
+    for network in (model.q_net, model.q_net_target):
+        norms = [layer for layer in network.q_net if isinstance(layer, th.nn.LayerNorm)]
+        # One per hidden layer, before its activation; none on the output.
+        assert [norm.normalized_shape for norm in norms] == [(16,), (8,)]
+        kinds = [type(layer).__name__ for layer in network.q_net]
+        assert kinds == ["Linear", "LayerNorm", "ReLU", "Linear", "LayerNorm", "ReLU", "Linear"]
+    model.learn(200)
+    model.save(tmp_path / "model.zip")
+    loaded = SoftQ.load(tmp_path / "model.zip", env=model.get_env())
+    assert loaded.policy.layer_norm is True
+    for a, b in zip(model.policy.state_dict().values(), loaded.policy.state_dict().values(), strict=True):
+        assert th.equal(a, b)
+
+
+def test_q_network_without_layer_norm_by_default() -> None:
+    model = _fast()
+    assert model.policy.layer_norm is False
+    assert not any(isinstance(layer, th.nn.LayerNorm) for layer in model.policy.modules())
+
+
+def test_layer_norm_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="layer_norm must be a bool, got 1"):
+        _fast(policy_kwargs={"layer_norm": 1})
