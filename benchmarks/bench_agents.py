@@ -21,6 +21,7 @@ Usage::
     python benchmarks/bench_agents.py                 # seeds 0-4
     python benchmarks/bench_agents.py --only SoftQ    # one rlrelax agent (and the SB3 baselines)
     python benchmarks/bench_agents.py --only GumbelAC-exact --set train_freq=8 --no-baselines  # a variant
+    python benchmarks/bench_agents.py --only SoftQ --set compile_update=true --baselines PPO  # without DQN
     python benchmarks/bench_agents.py --only SoftQ --n-envs 8 --set train_freq=1 --set gradient_steps=2
     python benchmarks/bench_agents.py --seeds $(seq 0 19) --csv bench.csv   # and every seed's outcome
 """
@@ -50,7 +51,7 @@ from rlrelax.compare.hyperparams import resolve_kwargs
 from rlrelax.compare.registry import resolve_algorithm
 
 ENV_ID = "CartPole-v1"
-BASELINES = ("PPO", "DQN")  # labels in experiments/cartpole.toml; always run, for the ratios
+BASELINES = ("PPO", "DQN")  # labels in experiments/cartpole.toml; run for the ratios unless left out
 
 
 SPEC = Path(__file__).resolve().parents[1] / "experiments" / "cartpole.toml"
@@ -238,18 +239,28 @@ def main() -> None:
         help="training envs of the rlrelax agents run (with --set train_freq, gradient_steps to keep the "
         "gradient steps per env step)",
     )
-    parser.add_argument("--no-baselines", action="store_true", help="skip SB3's PPO and DQN (no ratios)")
+    parser.add_argument(
+        "--baselines",
+        nargs="*",
+        choices=BASELINES,
+        default=list(BASELINES),
+        help="SB3 baselines to run (default: both; a ratio to one left out prints as nan)",
+    )
+    parser.add_argument(
+        "--no-baselines", action="store_true", help="skip SB3's PPO and DQN (--baselines with none)"
+    )
     parser.add_argument("--csv", type=Path, default=None, help="also write each seed's outcome to this CSV")
     args = parser.parse_args()
     if args.csv is not None and args.csv.exists():
         raise SystemExit(f"--csv {str(args.csv)!r} exists: name a new file")
+    baselines = [] if args.no_baselines else args.baselines
     overrides = parse_overrides(args.set)
     configure_torch_for_one_run()  # as the comparison's runs: one thread, subnormals flushed
 
     results: dict[str, list[Outcome]] = {}
     for contender in contenders():
         is_baseline = contender.label in BASELINES
-        if (is_baseline and args.no_baselines) or (
+        if (is_baseline and contender.label not in baselines) or (
             not is_baseline and args.only and contender.label not in args.only
         ):
             continue
@@ -267,7 +278,7 @@ def main() -> None:
     def median_solve(label: str) -> float:
         return statistics.median(seconds_or_inf(outcome) for outcome in results[label])
 
-    ppo, dqn = (float("nan") if args.no_baselines else median_solve(label) for label in BASELINES)
+    ppo, dqn = (median_solve(label) if label in baselines else float("nan") for label in BASELINES)
     print(
         f"\nCartPole-v1, seeds {args.seeds}, evaluation every {args.eval_every} steps, "
         f"threshold {args.threshold}"
@@ -292,7 +303,7 @@ def main() -> None:
         )
         interval = (
             ""
-            if args.no_baselines or len(args.seeds) < 2
+            if "PPO" not in baselines or len(args.seeds) < 2
             else "{:.2f}-{:.2f}".format(*speed_ratio_interval(results["PPO"], outcomes))
         )
         print(

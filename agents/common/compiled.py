@@ -14,7 +14,7 @@ import math
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import torch as th
 from torch import nn
@@ -27,6 +27,9 @@ GRAPHS_PER_PROCESS = 64
 
 #: What a gradient step reports: losses and diagnostics by name, detached.
 Diagnostics = dict[str, th.Tensor]
+
+#: What an update returns: one gradient step's diagnostics, or a list of them.
+Reported = TypeVar("Reported", Diagnostics, list[Diagnostics])
 
 #: The gradient of a loss w.r.t. some of a policy's parameters, a function of their values and the loss's
 #: arguments: ``(gradients, (loss, diagnostics))``.
@@ -162,8 +165,9 @@ class AdamState(NamedTuple):
         )
 
 
-class CompiledGradientStep(ABC):
-    """A gradient step, :meth:`_gradient_step`, compiled into one graph, with an eager fallback.
+class CompiledUpdateBase(ABC, Generic[Reported]):
+    """An update of one or more gradient steps, :meth:`_update`, compiled into one graph, with an eager
+    fallback.
 
     Random draws come from eager's generator (inductor's ``fallback_random``), so a compiled step draws what
     an eager one draws. Where ``torch.compile`` is disabled (``TORCHDYNAMO_DISABLE=1``) the same function runs
@@ -174,24 +178,24 @@ class CompiledGradientStep(ABC):
 
     def __init__(self, agent: str) -> None:
         self._agent = agent
-        # Made once: a patch builds a class, which cost about as much as Dynamo's guard check at each step.
+        # Made once: each patch() call builds a class, some 20 µs of every step (a cProfile of GumbelAC).
         self._graphs_per_process = th._dynamo.config.patch(recompile_limit=GRAPHS_PER_PROCESS)
-        self._step: Callable[..., Diagnostics] = th.compile(
-            self._gradient_step, fullgraph=True, dynamic=False, options={"fallback_random": True}
+        self._compiled: Callable[..., Reported] = th.compile(
+            self._update, fullgraph=True, dynamic=False, options={"fallback_random": True}
         )
 
     @abstractmethod
-    def _gradient_step(self, *args: Any) -> Diagnostics:
-        """One gradient step, a function of tensors and constants that ``torch.compile`` traces whole."""
+    def _update(self, *args: Any) -> Reported:
+        """The update, a function of tensors and constants that ``torch.compile`` traces whole."""
 
-    def _take(self, *args: Any) -> Diagnostics:
-        """Take one step with ``args``: compiled, or eagerly where it cannot compile.
+    def _take(self, *args: Any) -> Reported:
+        """Take the update with ``args``: compiled, or eagerly where it cannot compile.
 
-        :return: the step's diagnostics
+        :return: its diagnostics
         """
         try:
             with th.no_grad(), self._graphs_per_process:
-                return self._step(*args)
+                return self._compiled(*args)
         except (th._dynamo.exc.BackendCompilerFailed, th._dynamo.exc.FailOnRecompileLimitHit) as error:
             warnings.warn(
                 f"{self._agent}(compile_update=True) could not compile its update ({type(error).__name__}: "
@@ -199,9 +203,9 @@ class CompiledGradientStep(ABC):
                 "rounding",
                 stacklevel=4,
             )
-            self._step = self._gradient_step
+            self._compiled = self._update
             with th.no_grad():
-                return self._step(*args)
+                return self._compiled(*args)
 
 
 def check_not_diverged(agent: str, name: str, mean: float) -> None:

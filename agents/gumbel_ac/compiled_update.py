@@ -1,5 +1,6 @@
-"""GumbelAC's gradient step as one graph compiled by ``torch.compile`` (``GumbelAC(compile_update=True)``)."""
+"""GumbelAC's gradient steps as one graph compiled by ``torch.compile`` (``compile_update=True``)."""
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch as th
@@ -7,7 +8,7 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 from rlrelax.agents.common.compiled import (
     AdamState,
-    CompiledGradientStep,
+    CompiledUpdateBase,
     Diagnostics,
     clip_gradient_norm_,
     loss_gradient,
@@ -17,15 +18,16 @@ if TYPE_CHECKING:
     from rlrelax.agents.gumbel_ac.gumbel_ac import GumbelAC
 
 
-class CompiledUpdate(CompiledGradientStep):
-    """One GumbelAC gradient step of the critics and the actor, compiled into one graph by ``torch.compile``
+class CompiledUpdate(CompiledUpdateBase[list[Diagnostics]]):
+    """The gradient steps of one GumbelAC ``train`` call, compiled into one graph by ``torch.compile``
     (:mod:`rlrelax.agents.common.compiled`).
 
-    The graph holds the critics' loss and its gradient (over GumbelAC's own loss methods), the clipping of its
-    norm, Adam, the actor's loss and its gradient, and Adam again. It is the eager step's arithmetic up to
-    float rounding, and a gradient step is 2.0 to 2.4 times as fast on a CPU
-    (``experiments/tuning/speed.md``, "One compiled graph per gradient step"). The entropy coefficient's
-    step and the target update stay eager.
+    Each step holds the critics' loss and its gradient (over GumbelAC's own loss methods), the clipping of its
+    norm, Adam, the actor's loss and its gradient, Adam again and, where due, the target critics' update: the
+    eager steps' arithmetic up to float rounding. A gradient step is 2.0 to 2.4 times as fast on a CPU
+    (``experiments/tuning/speed.md``, "One compiled graph per gradient step"), and taking a call's steps in
+    one graph saves Dynamo's check of its inputs and the eager target update at every step but the first
+    ("Both gradient steps in one graph").
 
     :param model: the GumbelAC model whose gradient steps to take
     """
@@ -65,27 +67,58 @@ class CompiledUpdate(CompiledGradientStep):
         actor_adam.step(actor_params, grads)
         return {**diagnostics, **info}
 
-    def __call__(
-        self, replay_data: ReplayBufferSamples, ent_coef: th.Tensor, temperature: float
-    ) -> Diagnostics:
-        """Take one gradient step of the critics and the actor on ``replay_data``.
+    def _update(
+        self,
+        batches: list[ReplayBufferSamples],
+        ent_coef: th.Tensor,
+        ent_coef_value: float,
+        temperature: float,
+        critic_adam: AdamState,
+        actor_adam: AdamState,
+        target_updates: tuple[bool, ...],
+    ) -> list[Diagnostics]:
+        steps = []
+        for replay_data, update_target in zip(batches, target_updates, strict=True):
+            steps.append(
+                self._gradient_step(
+                    replay_data, ent_coef, ent_coef_value, temperature, critic_adam, actor_adam
+                )
+            )
+            if update_target:
+                self._model._update_target_critic()
+        return steps
 
-        :param replay_data: a replay batch
+    def __call__(
+        self,
+        batches: list[ReplayBufferSamples],
+        ent_coef: th.Tensor,
+        temperature: float,
+        target_updates: Sequence[bool],
+    ) -> list[Diagnostics]:
+        """Take one gradient step of the critics and the actor on each replay batch, in order.
+
+        :param batches: the replay batches, one a step
         :param ent_coef: the entropy coefficient alpha, a one-element tensor
         :param temperature: the Gumbel temperature
-        :return: the critics' loss (``"critic_loss"``) and the actor's diagnostics (``"objective"``,
+        :param target_updates: for each step, whether the target critics move after it (a constant of the
+            graph: one graph per pattern, and there is one pattern for a fixed ``target_update_interval``
+            dividing ``gradient_steps``)
+        :return: each step's critics' loss (``"critic_loss"``) and actor's diagnostics (``"objective"``,
             ``"entropy"``, as :meth:`GumbelAC._actor_loss` returns them), detached
         """
+        if len(target_updates) != len(batches):
+            raise ValueError(f"one target_updates flag a batch: got {len(target_updates)} for {len(batches)}")
         model = self._model
         model._functional_gradients = True
         try:
             return self._take(
-                replay_data,
+                batches,
                 ent_coef,
                 float(ent_coef),
                 temperature,
                 AdamState.of(model.critic.optimizer, model.critic_parameters),
                 AdamState.of(model.actor.optimizer, list(model.actor.parameters())),
+                tuple(target_updates),
             )
         finally:
             model._functional_gradients = False

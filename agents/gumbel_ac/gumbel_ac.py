@@ -463,6 +463,17 @@ class GumbelAC(OffPolicyAlgorithm):
         th._foreach_add_(self.critic_target_parameters, self.critic_parameters, alpha=self.tau)
         polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
 
+    def _target_update_due(self, gradient_step: int) -> bool:
+        """Whether the target critics move after this ``train`` call's gradient step ``gradient_step``.
+
+        Counted over the whole run (gradient step number ``_n_updates + gradient_step + 1``), so that an
+        interval longer than one ``train`` call's ``gradient_steps`` is honoured.
+
+        :param gradient_step: the step's index in this call, from 0
+        :return: whether a target update is due after it
+        """
+        return (self._n_updates + gradient_step + 1) % self.target_update_interval == 0
+
     @contextmanager
     def _frozen_critic(self) -> Iterator[None]:
         """Build graphs in which the critic's parameters take no gradient (inputs still do)."""
@@ -762,30 +773,40 @@ class GumbelAC(OffPolicyAlgorithm):
 
         # Diagnostics stay tensors until the loop ends: one read of their values instead of five a step.
         diagnostics: dict[str, list[th.Tensor]] = defaultdict(list)
-        for gradient_step in range(gradient_steps):
-            replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+        if self._compiled_update is not None:
+            # Every gradient step of this call, target updates included, in one compiled call. Batches come
+            # from numpy's generator, the steps' noise from torch's, so drawing all batches first changes
+            # neither.
             ent_coef = self._current_ent_coef()
-            diagnostics["ent_coef"].append(ent_coef.detach().reshape(()))
-
-            if self._compiled_update is not None:
-                info = self._compiled_update(replay_data, ent_coef, temperature)
-            else:
+            batches = [
+                self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+                for _ in range(gradient_steps)
+            ]
+            due = tuple(self._target_update_due(step) for step in range(gradient_steps))
+            infos = self._compiled_update(batches, ent_coef, temperature, due)
+            diagnostics["ent_coef"] = [ent_coef.detach().reshape(())] * gradient_steps
+        else:
+            infos = []
+            for gradient_step in range(gradient_steps):
+                replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+                ent_coef = self._current_ent_coef()
+                diagnostics["ent_coef"].append(ent_coef.detach().reshape(()))
                 info = self._eager_update(replay_data, ent_coef, temperature)
+                infos.append(info)
+
+                if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
+                    loss_of_alpha = ent_coef_loss(self.log_ent_coef, info["entropy"], self._target_entropy)
+                    diagnostics["ent_coef_loss"].append(loss_of_alpha.detach())
+                    self.ent_coef_optimizer.zero_grad()
+                    loss_of_alpha.backward()
+                    self.ent_coef_optimizer.step()
+
+                if self._target_update_due(gradient_step):
+                    self._update_target_critic()
+        for info in infos:
             diagnostics["critic_loss"].append(info["critic_loss"])
             diagnostics["actor_loss"].append(info["objective"].reshape(()))
             diagnostics["entropy"].append(info["entropy"])
-
-            if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
-                loss_of_alpha = ent_coef_loss(self.log_ent_coef, info["entropy"], self._target_entropy)
-                diagnostics["ent_coef_loss"].append(loss_of_alpha.detach())
-                self.ent_coef_optimizer.zero_grad()
-                loss_of_alpha.backward()
-                self.ent_coef_optimizer.step()
-
-            # Counted over the whole run (gradient step number _n_updates + gradient_step + 1), so that an
-            # interval longer than one train() call's gradient_steps is honoured.
-            if (self._n_updates + gradient_step + 1) % self.target_update_interval == 0:
-                self._update_target_critic()
 
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")

@@ -6,7 +6,7 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 from rlrelax.agents.common.compiled import (
     AdamState,
-    CompiledGradientStep,
+    CompiledUpdateBase,
     Diagnostics,
     clip_gradient_norm_,
     loss_gradient,
@@ -16,14 +16,14 @@ if TYPE_CHECKING:
     from rlrelax.agents.softq.softq import SoftQ
 
 
-class CompiledUpdate(CompiledGradientStep):
+class CompiledUpdate(CompiledUpdateBase[Diagnostics]):
     """One SoftQ gradient step of the Q-network, compiled into one graph by ``torch.compile``
     (:mod:`rlrelax.agents.common.compiled`).
 
     The graph holds the soft Bellman target, the Q-network's loss and its gradient (over SoftQ's own
     :meth:`~rlrelax.agents.SoftQ._q_loss`), the clipping of its norm and Adam: the eager step's arithmetic up
-    to float rounding, in about half the time on a CPU (``experiments/tuning/speed.md``, "SoftQ's gradient
-    step compiled"). The target network's update stays eager, once per env step.
+    to float rounding, a step about 1.4 times as fast on a CPU (``experiments/tuning/speed.md``, "SoftQ's
+    gradient step compiled"). The target network's update stays eager, once per env step.
 
     :param model: the SoftQ model whose gradient steps to take
     """
@@ -33,7 +33,7 @@ class CompiledUpdate(CompiledGradientStep):
         self._gradient = loss_gradient(model.policy, model._q_loss, model._online_params)
         super().__init__(type(model).__name__)
 
-    def _gradient_step(
+    def _update(
         self, replay_data: ReplayBufferSamples, ent_coef: float, optimizer_state: AdamState
     ) -> Diagnostics:
         params = self._model._online_params

@@ -15,11 +15,13 @@ step time.
 For each estimator, GumbelAC with its CartPole-v1 entry learns ``--warmup`` env steps eagerly (seed 0); then,
 from that saved state, with the model's update switched between eager and compiled, printed:
 
-- the seconds the first compiled step took (compiling; inductor's on-disk cache makes a later process faster);
-- how far one compiled step's parameters are from one eager step's, relative to their largest entry (float
-  rounding: Adam's arithmetic is torch's fused kernel in one, the compiled single-tensor Adam in the other);
+- the seconds the first compiled ``train`` call took (compiling; inductor's on-disk cache makes a later
+  process faster);
+- how far the parameters after one compiled call are from those after one eager call, relative to their
+  largest entry (float rounding: the compiled arithmetic is fused, and the target update is not an FMA in it);
 - milliseconds per gradient step, the eager and the compiled ``train`` taking turns (``--steps`` steps each,
-  ``--rounds`` rounds after one untimed), replay batches drawn as training draws them, and their ratio.
+  ``--rounds`` rounds after one untimed, in ``train`` calls of the entry's ``gradient_steps``), replay batches
+  drawn as training draws them, and their ratio.
 
 Used for ``experiments/tuning/speed.md``, "One compiled graph per gradient step".
 """
@@ -34,6 +36,7 @@ from gradient_step_floor import (
     relative_gap,
     restore,
     saved_state,
+    train_in_calls,
     trained_entry_model,
 )
 
@@ -44,11 +47,11 @@ from rlrelax.agents.gumbel_ac.compiled_update import CompiledUpdate
 def trained(model: GumbelAC, update: CompiledUpdate | None, steps: int) -> None:
     """``steps`` gradient steps of ``model``, compiled by ``update`` or eager where it is ``None``."""
     model._compiled_update = update
-    model.train(gradient_steps=steps, batch_size=model.batch_size)
+    train_in_calls(model, steps)
 
 
 def probe(estimator: str, warmup: int, steps: int, rounds: int, overrides: dict[str, Any]) -> None:
-    """Print the compile time, the gap to eager after one step and the timings for ``estimator``.
+    """Print the compile time, the gap to eager after one call and the timings for ``estimator``.
 
     :param overrides: keyword arguments that replace or add to the entry's
     """
@@ -57,13 +60,13 @@ def probe(estimator: str, warmup: int, steps: int, rounds: int, overrides: dict[
     compiled = CompiledUpdate(model)
 
     start = time.perf_counter()
-    trained(model, compiled, 1)
+    trained(model, compiled, model.gradient_steps)
     compile_seconds = time.perf_counter() - start
     restore(model, state)
-    trained(model, compiled, 1)
+    trained(model, compiled, model.gradient_steps)
     after_compiled = parameters(model)
     restore(model, state)
-    trained(model, None, 1)
+    trained(model, None, model.gradient_steps)
     gap = relative_gap(after_compiled, parameters(model))
 
     turns: dict[str, CompiledUpdate | None] = {"eager": None, "compiled": compiled}
@@ -77,7 +80,7 @@ def probe(estimator: str, warmup: int, steps: int, rounds: int, overrides: dict[
                 seconds[name].append((time.perf_counter() - start) / steps)
     eager, fast = (statistics.median(seconds[name]) * 1e3 for name in turns)
     print(
-        f"{estimator:15s} compile {compile_seconds:5.1f} s | one step's gap to eager {gap:.1e} | "
+        f"{estimator:15s} compile {compile_seconds:5.1f} s | one call's gap to eager {gap:.1e} | "
         f"eager {eager:.2f} ms, compiled {fast:.2f} ms a step: x{eager / fast:.2f}",
         flush=True,
     )

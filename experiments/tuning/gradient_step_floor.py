@@ -173,6 +173,20 @@ def for_each_estimator(
             )
 
 
+def train_in_calls(model: GumbelAC, steps: int) -> None:
+    """``steps`` gradient steps of ``model``, in ``train`` calls of its ``gradient_steps`` each, as ``learn``
+    makes them: the compiled update takes a call's steps in one graph, compiled for that number of steps.
+
+    :param model: the model
+    :param steps: gradient steps in all, a multiple of ``model.gradient_steps``
+    """
+    calls, left = divmod(steps, model.gradient_steps)
+    if left:
+        raise ValueError(f"steps must be a multiple of gradient_steps={model.gradient_steps}, got {steps}")
+    for _ in range(calls):
+        model.train(gradient_steps=model.gradient_steps, batch_size=model.batch_size)
+
+
 def trained_entry_model(warmup: int, **overrides: Any) -> GumbelAC:
     """GumbelAC with its CartPole-v1 entry (and ``overrides``), seed 0, trained for ``warmup`` env steps.
 

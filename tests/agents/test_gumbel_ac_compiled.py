@@ -74,6 +74,17 @@ def test_compiled_update_follows_the_learning_rate_schedule() -> None:
     assert relative_gap(compiled, constant) > 10 * CLOSE
 
 
+def test_compiled_update_takes_target_updates_where_due() -> None:
+    # Two gradient steps a call, a target update every third step: the calls alternate between three
+    # patterns of target updates, each a constant of its own graph.
+    settings: dict[str, Any] = {"estimator": "exact", "gradient_steps": 2, "target_update_interval": 3}
+    eager = make(**settings).learn(STEPS)
+    compiled = make(compile_update=True, **settings).learn(STEPS)
+    assert relative_gap(compiled, eager) < CLOSE
+    every_step = make(compile_update=True, gradient_steps=2, estimator="exact").learn(STEPS)
+    assert relative_gap(compiled, every_step) > 10 * CLOSE
+
+
 def test_compiled_update_on_several_choices() -> None:
     eager = make(make_env("MultiDiscrete"), estimator="gumbel_softmax").learn(STEPS)
     compiled = make(make_env("MultiDiscrete"), estimator="gumbel_softmax", compile_update=True).learn(STEPS)
