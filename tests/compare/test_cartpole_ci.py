@@ -13,11 +13,11 @@ Why several references per spec. Training these small networks turns a differenc
 matrix product into another run, and MKL rounds its products differently on different CPUs (AVX2 or AVX-512
 kernels): the same code solved 6 of 10 ``gumbel_softmax`` seeds on an Intel Xeon with AVX-512 and 9 of 10 on
 an AMD EPYC (``experiments/results/cartpole/README.md``). So each spec has the full committed run of the CPU
-that made it, an Intel Xeon with AVX-512, on which the runs here are bit for bit the committed ones, and two
-more draws of CI's seeds made on that Xeon with MKL held to other kernels (``MKL_CBWR=AVX2`` and
+that made it, an AMD EPYC with AVX-512, on which the runs here are bit for bit the committed ones, and two
+more draws of CI's seeds made on that AMD EPYC with MKL held to other kernels (``MKL_CBWR=AVX2`` and
 ``MKL_CBWR=COMPATIBLE``, ``other-draws/``), stand-ins for the CPUs whose draw is not committed: no setting of
-that Xeon reproduces an AMD EPYC's runs (``experiments/tuning/speed.md``, "One draw on every CPU?"), and the
-AMD EPYC's runs of the current CartPole-v1 entries are not made yet. The bar holds against all of them at
+an Intel Xeon reproduces an AMD EPYC's runs (``experiments/tuning/speed.md``, "One draw on every CPU?"), and
+the Xeon's runs of the current compiled update are not made yet. The bar holds against all of them at
 once: every one of these seeds that solved (final return >= 475) in every reference must solve here, and each
 agent's IQM final return over these seeds must reach 90% of the lowest reference's (which also guards the
 seeds that did not solve against getting worse). What it catches is a change to an agent, its defaults or the
@@ -49,7 +49,7 @@ RESULTS = REPO / "experiments" / "results"
 # A guard against a hung run, not a speed bar (that is benchmarks/bench_agents.py's): the same machine has run
 # these comparisons up to three times slower from one day to the next, and CI's cap is 90 minutes.
 TIMEOUT_S = 40 * 60
-# The draws of CI's seeds with MKL held to other kernels, beside each spec's full run (the Xeon's).
+# The draws of CI's seeds with MKL held to other kernels, beside each spec's full run (the AMD EPYC's).
 OTHER_DRAWS = ("mkl-avx2", "mkl-compatible")
 # spec -> (seeds run in CI, its committed runs: the full run, then the other draws)
 COMPARISONS = {
