@@ -215,13 +215,13 @@ class GumbelAC(OffPolicyAlgorithm):
         LunarLander-v3 takes 0.5 (``hyperparams.toml``; under the minimum some seeds hover above the pad:
         ``experiments/tuning/gumbel_ac.md``)
     :param max_grad_norm: The maximum norm of the critics' gradient (clipped before each step)
-    :param compile_update: Take each gradient step as one graph compiled by ``torch.compile``
-        (:class:`rlrelax.agents.gumbel_ac.compiled_update.CompiledUpdate`): the same update up to float
-        rounding, 2.0 to 2.4 times as fast on a CPU, after some seconds of compiling on the first step (cached
-        on disk for later runs). Needs a C++ compiler (without one it warns and runs eagerly), a constant
+    :param compile_update: Take each ``train`` call's gradient steps, target updates included, as one graph
+        compiled by ``torch.compile`` (:class:`rlrelax.agents.gumbel_ac.compiled_update.CompiledUpdate`): the
+        same update up to float rounding, a step 2.1 to 2.2 times as fast on a CPU, after some seconds of
+        compiling in the first call (cached on disk for later runs). Needs a C++ compiler (without one it warns and runs eagerly), a constant
         ``temperature``, a fixed ``ent_coef`` and torch's Adam; ``TORCHDYNAMO_DISABLE=1`` runs it eagerly.
         Off by default, on in the CartPole-v1 entry of ``hyperparams.toml`` (``experiments/tuning/speed.md``,
-        "One compiled graph per gradient step")
+        "One compiled graph per gradient step", "Both gradient steps in one graph")
     :param stats_window_size: Window size for the rollout logging
     :param tensorboard_log: The log location for tensorboard (if None, no logging)
     :param policy_kwargs: Additional arguments to be passed to the policy on creation
