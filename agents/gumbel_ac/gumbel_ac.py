@@ -218,8 +218,9 @@ class GumbelAC(OffPolicyAlgorithm):
     :param compile_update: Take each ``train`` call's gradient steps, target updates included, as one graph
         compiled by ``torch.compile`` (:class:`rlrelax.agents.gumbel_ac.compiled_update.CompiledUpdate`): the
         same update up to float rounding, a step 2.1 to 2.2 times as fast on a CPU, after some seconds of
-        compiling in the first call (cached on disk for later runs). Needs a C++ compiler (without one it warns and runs eagerly), a constant
-        ``temperature``, a fixed ``ent_coef`` and torch's Adam; ``TORCHDYNAMO_DISABLE=1`` runs it eagerly.
+        compiling in the first call (cached on disk for later runs). Needs a C++ compiler (without one it
+        warns and runs eagerly), a constant ``temperature``, a fixed ``ent_coef`` and torch's Adam;
+        ``TORCHDYNAMO_DISABLE=1`` runs it eagerly.
         Off by default, on in the CartPole-v1 entry of ``hyperparams.toml`` (``experiments/tuning/speed.md``,
         "One compiled graph per gradient step", "Both gradient steps in one graph")
     :param stats_window_size: Window size for the rollout logging
