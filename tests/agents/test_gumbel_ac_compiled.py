@@ -75,14 +75,15 @@ def test_compiled_update_follows_the_learning_rate_schedule() -> None:
 
 
 def test_compiled_update_takes_target_updates_where_due() -> None:
-    # Two gradient steps a call, a target update every third step: the calls alternate between three
-    # patterns of target updates, each a constant of its own graph.
-    settings: dict[str, Any] = {"estimator": "exact", "gradient_steps": 2, "target_update_interval": 3}
+    # Two gradient steps a call and a target update every second step: only the second step of each call's
+    # graph updates the target critics.
+    settings: dict[str, Any] = {"estimator": "exact", "gradient_steps": 2, "target_update_interval": 2}
     eager = make(**settings).learn(STEPS)
     compiled = make(compile_update=True, **settings).learn(STEPS)
     assert relative_gap(compiled, eager) < CLOSE
-    every_step = make(compile_update=True, gradient_steps=2, estimator="exact").learn(STEPS)
-    assert relative_gap(compiled, every_step) > 10 * CLOSE
+    # Not vacuous: updating the targets at every step trains another model.
+    every_step = make(estimator="exact", gradient_steps=2).learn(STEPS)
+    assert relative_gap(every_step, eager) > 10 * CLOSE
 
 
 def test_compiled_update_on_several_choices() -> None:
