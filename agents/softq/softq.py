@@ -100,10 +100,10 @@ class SoftQ(OffPolicyAlgorithm):
     :param max_grad_norm: The maximum value for the gradient clipping
     :param compile_update: Take each gradient step as one graph compiled by ``torch.compile``
         (:class:`rlrelax.agents.softq.compiled_update.CompiledUpdate`): the same update up to float rounding,
-        a step about 1.4 times as fast on a CPU, after some seconds of compiling in the first ``train``
-        (cached on disk for later runs). Needs a C++ compiler (without one it warns and runs eagerly), a fixed
-        ``ent_coef`` and torch's Adam. Off in the CartPole-v1 entry too, where it solved fewer seeds
-        (``experiments/tuning/speed.md``, "SoftQ's gradient step compiled")
+        1.33 times the env steps a second on CartPole-v1's entry (a CPU), after some seconds of compiling in
+        the first ``train`` (cached on disk for later runs). Needs a C++ compiler (without one it warns and
+        runs eagerly), a fixed ``ent_coef`` and torch's Adam. Off in the CartPole-v1 entry too, where it
+        solved fewer seeds (``experiments/tuning/speed.md``, "SoftQ's gradient step compiled")
     :param stats_window_size: Window size for the rollout logging
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
     :param policy_kwargs: additional arguments to be passed to the policy on creation
