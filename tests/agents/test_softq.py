@@ -7,6 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from stable_baselines3.common.buffers import NStepReplayBuffer
 from stable_baselines3.common.logger import configure
 from test_factorised_actions import make_env
 from torch.nn import functional as F
@@ -154,20 +155,36 @@ def test_boltzmann_sample_frequencies() -> None:
 
 
 @pytest.mark.parametrize("munchausen_coef", [0.0, 0.9])
-def test_critic_loss_matches_the_soft_bellman_target(munchausen_coef: float) -> None:
-    """One gradient step's logged loss equals the loss recomputed by hand from the same minibatch."""
+@pytest.mark.parametrize("n_steps", [1, 3])
+def test_critic_loss_matches_the_soft_bellman_target(munchausen_coef: float, n_steps: int) -> None:
+    """One gradient step's logged loss equals the loss recomputed by hand from the same minibatch; with
+    ``n_steps`` > 1 the rewards are n-step returns and the next value is discounted by the batch's own
+    discounts (gamma to the number of steps before the episode ended), the Munchausen term rewarding the
+    first action."""
     alpha, clip = 0.5, -0.2
-    model = _fast(ent_coef=alpha, munchausen_coef=munchausen_coef, munchausen_clip=clip, tau=0.5)
+    model = _fast(
+        ent_coef=alpha, munchausen_coef=munchausen_coef, munchausen_clip=clip, tau=0.5, n_steps=n_steps
+    )
     model.learn(200)
     # SB3's ReplayBuffer.sample draws indices from numpy's legacy global RNG: replay the same draw.
     state = np.random.get_state()  # noqa: NPY002
     data = model.replay_buffer.sample(32)  # type: ignore[union-attr]
+    if n_steps == 1:
+        assert data.discounts is None
+        discounts = th.tensor(model.gamma)
+    else:
+        assert isinstance(model.replay_buffer, NStepReplayBuffer)
+        discounts = data.discounts.squeeze(1)
+        # Some transitions end their episode within the n steps, so the discounts are not all gamma ** n.
+        assert discounts.unique().numel() > 1 and discounts.min().item() == pytest.approx(
+            model.gamma**n_steps
+        )
     with th.no_grad():
         next_v = alpha * th.logsumexp(model.q_net_target(data.next_observations).double() / alpha, dim=1)
         log_pi = F.log_softmax(model.q_net_target(data.observations).double() / alpha, dim=1)
         log_pi_a = log_pi.gather(1, data.actions.long()).squeeze(1)
         bonus = munchausen_coef * (alpha * log_pi_a).clamp(clip, 0.0)
-        target = data.rewards.squeeze(1) + bonus + model.gamma * (1 - data.dones.squeeze(1)) * next_v
+        target = data.rewards.squeeze(1) + bonus + discounts * (1 - data.dones.squeeze(1)) * next_v
         current = model.q_net(data.observations).gather(1, data.actions.long()).squeeze(1).double()
         expected = F.smooth_l1_loss(current, target).item()
     if munchausen_coef > 0.0:
