@@ -23,8 +23,8 @@ class CompiledUpdate(CompiledUpdateBase[list[Diagnostics]]):
     (:mod:`rlrelax.agents.common.compiled`).
 
     Each step holds the critics' loss and its gradient (over GumbelAC's own loss methods), the clipping of its
-    norm, Adam, the actor's loss and its gradient, Adam again and, where due, the target critics' update: the
-    eager steps' arithmetic up to float rounding. A gradient step is 2.0 to 2.4 times as fast on a CPU
+    norm, Adam and, where due, the actor's loss and its gradient, Adam again, and the target critics' update:
+    the eager steps' arithmetic up to float rounding. A gradient step is 2.0 to 2.4 times as fast on a CPU
     (``experiments/tuning/speed.md``, "One compiled graph per gradient step"), and taking a call's steps in
     one graph saves Dynamo's check of its inputs and the eager target update at every step but the first
     ("Both gradient steps in one graph").
@@ -36,7 +36,7 @@ class CompiledUpdate(CompiledUpdateBase[list[Diagnostics]]):
         self._model = model
         self._critic_gradient = loss_gradient(model.policy, self._critic_loss, model.critic_parameters)
         self._actor_gradient = loss_gradient(model.policy, model._actor_loss, list(model.actor.parameters()))
-        super().__init__(type(model).__name__)
+        super().__init__(type(model).__name__, model.device)
 
     def _critic_loss(
         self, replay_data: ReplayBufferSamples, ent_coef: float
@@ -52,15 +52,18 @@ class CompiledUpdate(CompiledUpdateBase[list[Diagnostics]]):
         temperature: float,
         critic_adam: AdamState,
         actor_adam: AdamState,
+        update_actor: bool,
     ) -> Diagnostics:
         model = self._model
         critic_params = model.critic_parameters
-        actor_params: list[th.Tensor] = list(model.actor.parameters())
         grads, (_, diagnostics) = self._critic_gradient(
             [param.detach() for param in critic_params], replay_data, ent_coef_value
         )
         clip_gradient_norm_(grads, model.max_grad_norm)
         critic_adam.step(critic_params, grads)
+        if not update_actor:
+            return diagnostics
+        actor_params: list[th.Tensor] = list(model.actor.parameters())
         grads, (_, info) = self._actor_gradient(
             [param.detach() for param in actor_params], replay_data.observations, ent_coef, temperature
         )
@@ -76,12 +79,15 @@ class CompiledUpdate(CompiledUpdateBase[list[Diagnostics]]):
         critic_adam: AdamState,
         actor_adam: AdamState,
         target_updates: tuple[bool, ...],
+        actor_updates: tuple[bool, ...],
     ) -> list[Diagnostics]:
         steps = []
-        for replay_data, update_target in zip(batches, target_updates, strict=True):
+        for replay_data, update_target, update_actor in zip(
+            batches, target_updates, actor_updates, strict=True
+        ):
             steps.append(
                 self._gradient_step(
-                    replay_data, ent_coef, ent_coef_value, temperature, critic_adam, actor_adam
+                    replay_data, ent_coef, ent_coef_value, temperature, critic_adam, actor_adam, update_actor
                 )
             )
             if update_target:
@@ -94,8 +100,9 @@ class CompiledUpdate(CompiledUpdateBase[list[Diagnostics]]):
         ent_coef: th.Tensor,
         temperature: float,
         target_updates: Sequence[bool],
+        actor_updates: Sequence[bool],
     ) -> list[Diagnostics]:
-        """Take one gradient step of the critics and the actor on each replay batch, in order.
+        """Take one gradient step of the critics, and where due of the actor, on each replay batch, in order.
 
         :param batches: the replay batches, one a step
         :param ent_coef: the entropy coefficient alpha, a one-element tensor
@@ -103,11 +110,14 @@ class CompiledUpdate(CompiledUpdateBase[list[Diagnostics]]):
         :param target_updates: for each step, whether the target critics move after it (a constant of the
             graph: one graph per pattern, and there is one pattern for a fixed ``target_update_interval``
             dividing ``gradient_steps``)
-        :return: each step's critics' loss (``"critic_loss"``) and actor's diagnostics (``"objective"``,
-            ``"entropy"``, as :meth:`GumbelAC._actor_loss` returns them), detached
+        :param actor_updates: for each step, whether the actor takes its step after the critics' (a constant
+            of the graph, as ``target_updates``)
+        :return: each step's critics' loss (``"critic_loss"``) and, where the actor stepped, its diagnostics
+            (``"objective"``, ``"entropy"``, as :meth:`GumbelAC._actor_loss` returns them), detached
         """
-        if len(target_updates) != len(batches):
-            raise ValueError(f"one target_updates flag a batch: got {len(target_updates)} for {len(batches)}")
+        for name, flags in (("target_updates", target_updates), ("actor_updates", actor_updates)):
+            if len(flags) != len(batches):
+                raise ValueError(f"one {name} flag a batch: got {len(flags)} for {len(batches)}")
         model = self._model
         model._functional_gradients = True
         try:
@@ -119,6 +129,7 @@ class CompiledUpdate(CompiledUpdateBase[list[Diagnostics]]):
                 AdamState.of(model.critic.optimizer, model.critic_parameters),
                 AdamState.of(model.actor.optimizer, list(model.actor.parameters())),
                 tuple(target_updates),
+                tuple(actor_updates),
             )
         finally:
             model._functional_gradients = False

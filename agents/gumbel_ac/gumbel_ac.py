@@ -203,6 +203,9 @@ class GumbelAC(OffPolicyAlgorithm):
         holds the resolved value
     :param ent_coef: The entropy coefficient alpha > 0, or ``"auto"`` to learn it (``"auto_0.1"``: from 0.1)
     :param target_update_interval: Update the target critics every this many gradient steps (of the run)
+    :param policy_delay: Update the actor (and a learnt alpha) once every this many gradient steps of the
+        critics (of the run): TD3's delayed policy updates (Fujimoto et al. 2018; SB3's
+        ``TD3(policy_delay=...)``), while the target critics keep their own ``target_update_interval``
     :param target_entropy: The entropy that a learnt alpha aims for, in nats; ``"auto"``: 0.3·log|A|, |A| the
         number of joint actions for several choices
     :param munchausen_coef: The Munchausen scaling m (0: off); 0.5, as 0.9 widened the critics' action gaps
@@ -264,6 +267,7 @@ class GumbelAC(OffPolicyAlgorithm):
         next_value: str = AUTO,
         ent_coef: str | float = 0.03,
         target_update_interval: int = 1,
+        policy_delay: int = 1,
         target_entropy: str | float = "auto",
         munchausen_coef: float = 0.5,
         munchausen_clip: float = -1.0,
@@ -294,6 +298,7 @@ class GumbelAC(OffPolicyAlgorithm):
         check_non_negative(logit_penalty, "logit_penalty")
         check_unit_interval(critic_pessimism, "critic_pessimism", include_zero=True)
         check_soft_critic_arguments(tau, gamma, target_update_interval, max_grad_norm)
+        check_int(policy_delay, "policy_delay", minimum=1)
         if not isinstance(compile_update, bool):
             raise TypeError(f"compile_update must be a bool, got {compile_update!r}")
         if compile_update and (ent_coef_auto or callable(temperature)):
@@ -368,6 +373,7 @@ class GumbelAC(OffPolicyAlgorithm):
         self.ent_coef = ent_coef
         self.target_entropy = target_entropy
         self.target_update_interval = target_update_interval
+        self.policy_delay = policy_delay
         self.munchausen_coef = munchausen_coef
         self.munchausen_clip = munchausen_clip
         self.logit_penalty = logit_penalty
@@ -474,6 +480,15 @@ class GumbelAC(OffPolicyAlgorithm):
         :return: whether a target update is due after it
         """
         return (self._n_updates + gradient_step + 1) % self.target_update_interval == 0
+
+    def _actor_update_due(self, gradient_step: int) -> bool:
+        """Whether the actor takes a step after the critics' in this ``train`` call's gradient step
+        ``gradient_step``: every ``policy_delay``-th gradient step of the run, as TD3 counts them.
+
+        :param gradient_step: the step's index in this call, from 0
+        :return: whether the actor's step is due
+        """
+        return (self._n_updates + gradient_step + 1) % self.policy_delay == 0
 
     @contextmanager
     def _frozen_critic(self) -> Iterator[None]:
@@ -743,20 +758,25 @@ class GumbelAC(OffPolicyAlgorithm):
         return 0.5 * self.critic.n_critics * F.smooth_l1_loss(current_q, target_q.expand_as(current_q))
 
     def _eager_update(
-        self, replay_data: ReplayBufferSamples, ent_coef: th.Tensor, temperature: float
+        self, replay_data: ReplayBufferSamples, ent_coef: th.Tensor, temperature: float, update_actor: bool
     ) -> dict[str, th.Tensor]:
-        """One gradient step of the critics and the actor, by autograd and the optimisers' own steps.
+        """One gradient step of the critics and, if ``update_actor``, of the actor, by autograd and the
+        optimisers' own steps.
 
         :param replay_data: A replay batch
         :param ent_coef: The entropy coefficient alpha, a one-element tensor
         :param temperature: The Gumbel temperature
-        :return: the critics' loss (``"critic_loss"``) and the actor's diagnostics (:meth:`_actor_loss`)
+        :param update_actor: Whether the actor takes its step too (:meth:`_actor_update_due`)
+        :return: the critics' loss (``"critic_loss"``) and, if the actor stepped, its diagnostics
+            (:meth:`_actor_loss`)
         """
         critic_loss = self._critic_loss(replay_data, float(ent_coef))
         self.critic.optimizer.zero_grad()
         critic_loss.backward()
         th.nn.utils.clip_grad_norm_(self.critic_parameters, self.max_grad_norm)
         self.critic.optimizer.step()
+        if not update_actor:
+            return {"critic_loss": critic_loss.detach()}
 
         actor_loss, info = self._actor_loss(replay_data.observations, ent_coef, temperature)
         self.actor.optimizer.zero_grad()
@@ -783,8 +803,13 @@ class GumbelAC(OffPolicyAlgorithm):
                 self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
                 for _ in range(gradient_steps)
             ]
-            due = tuple(self._target_update_due(step) for step in range(gradient_steps))
-            infos = self._compiled_update(batches, ent_coef, temperature, due)
+            infos = self._compiled_update(
+                batches,
+                ent_coef,
+                temperature,
+                tuple(self._target_update_due(step) for step in range(gradient_steps)),
+                tuple(self._actor_update_due(step) for step in range(gradient_steps)),
+            )
             diagnostics["ent_coef"] = [ent_coef.detach().reshape(())] * gradient_steps
         else:
             infos = []
@@ -792,10 +817,16 @@ class GumbelAC(OffPolicyAlgorithm):
                 replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
                 ent_coef = self._current_ent_coef()
                 diagnostics["ent_coef"].append(ent_coef.detach().reshape(()))
-                info = self._eager_update(replay_data, ent_coef, temperature)
+                info = self._eager_update(
+                    replay_data, ent_coef, temperature, self._actor_update_due(gradient_step)
+                )
                 infos.append(info)
 
-                if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
+                if (
+                    "entropy" in info
+                    and self.ent_coef_optimizer is not None
+                    and self.log_ent_coef is not None
+                ):
                     loss_of_alpha = ent_coef_loss(self.log_ent_coef, info["entropy"], self._target_entropy)
                     diagnostics["ent_coef_loss"].append(loss_of_alpha.detach())
                     self.ent_coef_optimizer.zero_grad()
@@ -806,8 +837,9 @@ class GumbelAC(OffPolicyAlgorithm):
                     self._update_target_critic()
         for info in infos:
             diagnostics["critic_loss"].append(info["critic_loss"])
-            diagnostics["actor_loss"].append(info["objective"].reshape(()))
-            diagnostics["entropy"].append(info["entropy"])
+            if "objective" in info:  # a step in which the actor stepped too
+                diagnostics["actor_loss"].append(info["objective"].reshape(()))
+                diagnostics["entropy"].append(info["entropy"])
 
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")

@@ -141,6 +141,7 @@ def test_gumbel_rao_trains_with_the_resolved_samples_per_state() -> None:
         ({"n_rao_samples": 0}, "n_rao_samples"),
         ({"tau": 0.0}, r"tau must be in \(0, 1\], got 0.0"),
         ({"target_update_interval": 0}, "target_update_interval must be an int >= 1, got 0"),
+        ({"policy_delay": 0}, "policy_delay must be an int >= 1, got 0"),
         ({"target_entropy": 5.0}, r"target_entropy must lie strictly between 0 and log\|A\|"),
         ({"munchausen_coef": -0.5}, "munchausen_coef"),
         ({"munchausen_coef": float("inf")}, "munchausen_coef"),
@@ -163,6 +164,7 @@ def test_bad_arguments_are_refused_by_name(kwargs: dict[str, Any], match: str) -
     [
         ({"temperature": "hot"}, "temperature must be a float > 0 or a schedule, got 'hot'"),
         ({"n_rao_samples": 1.5}, "n_rao_samples must be an int, got 1.5"),
+        ({"policy_delay": 2.0}, "policy_delay must be an int, got 2.0"),
         ({"n_samples": True}, "n_samples must be an int, got True"),
         ({"estimator": 3}, "estimator must be one of"),
         ({"ent_coef": [0.1]}, r"ent_coef must be .*got \[0.1\] of type list"),
@@ -518,3 +520,20 @@ def test_target_critics_move_on_every_target_update_interval_th_gradient_step() 
     model.learn(FAST["learning_starts"] + 20)
     assert len(moved) >= 16
     assert moved == [(step + 1) % 4 == 0 for step in range(len(moved))]
+
+
+@pytest.mark.parametrize("ent_coef", [0.05, "auto"])
+def test_actor_steps_once_every_policy_delay_gradient_steps(ent_coef: float | str) -> None:
+    # Three gradient steps a train() call and a delay of two: counted over the run, as TD3 counts them, the
+    # actor (and a learnt alpha) steps after the critics' 2nd, 4th, 6th... step, across calls.
+    model = make(policy_delay=2, train_freq=3, gradient_steps=3, ent_coef=ent_coef)
+    model.learn(FAST["learning_starts"] + 30)
+    adam_steps = {
+        name: [int(state["step"]) for state in optimizer.state.values()]
+        for name, optimizer in (("critic", model.critic.optimizer), ("actor", model.actor.optimizer))
+    }
+    assert model._n_updates >= 30 and model._n_updates % 3 == 0
+    assert set(adam_steps["critic"]) == {model._n_updates}
+    assert set(adam_steps["actor"]) == {model._n_updates // 2}
+    if model.ent_coef_optimizer is not None:
+        assert [int(s["step"]) for s in model.ent_coef_optimizer.state.values()] == [model._n_updates // 2]

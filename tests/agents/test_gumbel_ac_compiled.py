@@ -86,6 +86,22 @@ def test_compiled_update_takes_target_updates_where_due() -> None:
     assert relative_gap(every_step, eager) > 10 * CLOSE
 
 
+def test_compiled_update_delays_the_actor_as_the_eager_one() -> None:
+    # Two gradient steps a call and the actor's step after every second: only the second step of each call's
+    # graph holds the actor's.
+    settings: dict[str, Any] = {"estimator": "gumbel_softmax", "gradient_steps": 2, "policy_delay": 2}
+    eager = make(**settings).learn(STEPS)
+    compiled = make(compile_update=True, **settings).learn(STEPS)
+    assert relative_gap(compiled, eager) < CLOSE
+    for key in ("train/critic_loss", "train/actor_loss", "train/entropy"):
+        assert compiled.logger.name_to_value[key] == pytest.approx(
+            eager.logger.name_to_value[key], rel=1e-3, abs=1e-5
+        )
+    # Not vacuous: the actor stepping at every step trains another model.
+    every_step = make(estimator="gumbel_softmax", gradient_steps=2).learn(STEPS)
+    assert relative_gap(every_step, eager) > 10 * CLOSE
+
+
 def test_compiled_update_on_several_choices() -> None:
     eager = make(make_env("MultiDiscrete"), estimator="gumbel_softmax").learn(STEPS)
     compiled = make(make_env("MultiDiscrete"), estimator="gumbel_softmax", compile_update=True).learn(STEPS)
