@@ -32,7 +32,7 @@ class CompiledUpdate(CompiledUpdateBase[Diagnostics]):
     def __init__(self, model: "SoftQ") -> None:
         self._model = model
         self._gradient = loss_gradient(model.policy, model._q_loss, model._online_params)
-        super().__init__(type(model).__name__)
+        super().__init__(type(model).__name__, model.device)
 
     def _update(
         self, replay_data: ReplayBufferSamples, ent_coef: float, optimizer_state: AdamState
