@@ -10,6 +10,7 @@ learning-rate schedules work unchanged (``experiments/tuning/speed.md``, "One co
 step").
 """
 
+import logging
 import math
 import warnings
 from abc import ABC, abstractmethod
@@ -165,6 +166,23 @@ class AdamState(NamedTuple):
         )
 
 
+class ProxyExecutorNoticeFilter(logging.Filter):
+    """Drops inductor's warning that ``_foreach_norm`` (the clipped norm's) has no C shim under
+    ``cpp_wrapper`` and is dispatched at run time instead: the same ATen kernel, so the same numbers, and
+    nothing for a user to act on at every first compile of an update. Any other op's warning passes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            "is missing a c-shim implementation" in str(record.msg)
+            and str(record.args[0] if record.args else "").startswith("aten._foreach_norm")
+        )
+
+
+#: The filter on inductor's logger, added once by the first compiled update.
+PROXY_EXECUTOR_NOTICE_FILTER = ProxyExecutorNoticeFilter()
+
+
 class CompiledUpdateBase(ABC, Generic[Reported]):
     """An update of one or more gradient steps, :meth:`_update`, compiled into one graph, with an eager
     fallback.
@@ -184,6 +202,9 @@ class CompiledUpdateBase(ABC, Generic[Reported]):
         self._agent = agent
         # Made once: each patch() call builds a class, some 20 µs of every step (a cProfile of GumbelAC).
         self._graphs_per_process = th._dynamo.config.patch(recompile_limit=GRAPHS_PER_PROCESS)
+        inductor_ir_log = logging.getLogger("torch._inductor.ir")
+        if PROXY_EXECUTOR_NOTICE_FILTER not in inductor_ir_log.filters:
+            inductor_ir_log.addFilter(PROXY_EXECUTOR_NOTICE_FILTER)
         self._compiled: Callable[..., Reported] = th.compile(
             self._update,
             fullgraph=True,

@@ -4,6 +4,7 @@ Each distinct setting compiles its own graph (some seconds on a fresh machine, t
 tests share settings where they can.
 """
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from test_factorised_actions import make_env
 
 import rlrelax.envs  # noqa: F401  (registers rlrelax/Slate-v0)
 from rlrelax.agents import GumbelAC
+from rlrelax.agents.common.compiled import ProxyExecutorNoticeFilter
 from rlrelax.relax import LinearSchedule
 
 ENV_ID = "CartPole-v1"
@@ -100,6 +102,21 @@ def test_compiled_update_delays_the_actor_as_the_eager_one() -> None:
     # Not vacuous: the actor stepping at every step trains another model.
     every_step = make(estimator="gumbel_softmax", gradient_steps=2).learn(STEPS)
     assert relative_gap(every_step, eager) > 10 * CLOSE
+
+
+def test_only_the_foreach_norm_proxy_executor_notice_is_silenced() -> None:
+    make(compile_update=True)
+    inductor_ir_log = logging.getLogger("torch._inductor.ir")
+    filters = [f for f in inductor_ir_log.filters if isinstance(f, ProxyExecutorNoticeFilter)]
+    assert len(filters) == 1  # once, however many models are built
+
+    def record(message: str, *args: str) -> logging.LogRecord:
+        return inductor_ir_log.makeRecord("torch._inductor.ir", logging.WARNING, "", 1, message, args, None)
+
+    notice = "%s is missing a c-shim implementation, using proxy executor as fallback"
+    assert not filters[0].filter(record(notice, "aten._foreach_norm.Scalar"))
+    assert filters[0].filter(record(notice, "aten._some_other_op.default"))
+    assert filters[0].filter(record("another warning"))
 
 
 def test_compiled_update_on_several_choices() -> None:
