@@ -173,9 +173,10 @@ class ProxyExecutorNoticeFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        op = record.args[0] if isinstance(record.args, tuple) and record.args else ""
         return not (
             "is missing a c-shim implementation" in str(record.msg)
-            and str(record.args[0] if record.args else "").startswith("aten._foreach_norm")
+            and str(op).startswith("aten._foreach_norm")
         )
 
 
