@@ -470,25 +470,18 @@ class GumbelAC(OffPolicyAlgorithm):
         th._foreach_add_(self.critic_target_parameters, self.critic_parameters, alpha=self.tau)
         polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
 
-    def _target_update_due(self, gradient_step: int) -> bool:
-        """Whether the target critics move after this ``train`` call's gradient step ``gradient_step``.
+    def _due(self, interval: int, gradient_step: int) -> bool:
+        """Whether something done every ``interval`` gradient steps (the target critics' update, the actor's
+        step) is due at this ``train`` call's gradient step ``gradient_step``.
 
-        Counted over the whole run (gradient step number ``_n_updates + gradient_step + 1``), so that an
-        interval longer than one ``train`` call's ``gradient_steps`` is honoured.
+        Counted over the whole run (gradient step number ``_n_updates + gradient_step + 1``, as TD3 counts its
+        delayed steps), so that an interval longer than one ``train`` call's ``gradient_steps`` is honoured.
 
+        :param interval: ``target_update_interval`` or ``policy_delay``
         :param gradient_step: the step's index in this call, from 0
-        :return: whether a target update is due after it
+        :return: whether it is due at that step
         """
-        return (self._n_updates + gradient_step + 1) % self.target_update_interval == 0
-
-    def _actor_update_due(self, gradient_step: int) -> bool:
-        """Whether the actor takes a step after the critics' in this ``train`` call's gradient step
-        ``gradient_step``: every ``policy_delay``-th gradient step of the run, as TD3 counts them.
-
-        :param gradient_step: the step's index in this call, from 0
-        :return: whether the actor's step is due
-        """
-        return (self._n_updates + gradient_step + 1) % self.policy_delay == 0
+        return (self._n_updates + gradient_step + 1) % interval == 0
 
     @contextmanager
     def _frozen_critic(self) -> Iterator[None]:
@@ -766,7 +759,7 @@ class GumbelAC(OffPolicyAlgorithm):
         :param replay_data: A replay batch
         :param ent_coef: The entropy coefficient alpha, a one-element tensor
         :param temperature: The Gumbel temperature
-        :param update_actor: Whether the actor takes its step too (:meth:`_actor_update_due`)
+        :param update_actor: Whether the actor takes its step too (every ``policy_delay``-th step)
         :return: the critics' loss (``"critic_loss"``) and, if the actor stepped, its diagnostics
             (:meth:`_actor_loss`)
         """
@@ -807,8 +800,8 @@ class GumbelAC(OffPolicyAlgorithm):
                 batches,
                 ent_coef,
                 temperature,
-                tuple(self._target_update_due(step) for step in range(gradient_steps)),
-                tuple(self._actor_update_due(step) for step in range(gradient_steps)),
+                tuple(self._due(self.target_update_interval, step) for step in range(gradient_steps)),
+                tuple(self._due(self.policy_delay, step) for step in range(gradient_steps)),
             )
             diagnostics["ent_coef"] = [ent_coef.detach().reshape(())] * gradient_steps
         else:
@@ -818,7 +811,7 @@ class GumbelAC(OffPolicyAlgorithm):
                 ent_coef = self._current_ent_coef()
                 diagnostics["ent_coef"].append(ent_coef.detach().reshape(()))
                 info = self._eager_update(
-                    replay_data, ent_coef, temperature, self._actor_update_due(gradient_step)
+                    replay_data, ent_coef, temperature, self._due(self.policy_delay, gradient_step)
                 )
                 infos.append(info)
 
@@ -833,7 +826,7 @@ class GumbelAC(OffPolicyAlgorithm):
                     loss_of_alpha.backward()
                     self.ent_coef_optimizer.step()
 
-                if self._target_update_due(gradient_step):
+                if self._due(self.target_update_interval, gradient_step):
                     self._update_target_critic()
         for info in infos:
             diagnostics["critic_loss"].append(info["critic_loss"])

@@ -76,31 +76,22 @@ def test_compiled_update_follows_the_learning_rate_schedule() -> None:
     assert relative_gap(compiled, constant) > 10 * CLOSE
 
 
-def test_compiled_update_takes_target_updates_where_due() -> None:
-    # Two gradient steps a call and a target update every second step: only the second step of each call's
-    # graph updates the target critics.
-    settings: dict[str, Any] = {"estimator": "exact", "gradient_steps": 2, "target_update_interval": 2}
-    eager = make(**settings).learn(STEPS)
-    compiled = make(compile_update=True, **settings).learn(STEPS)
-    assert relative_gap(compiled, eager) < CLOSE
-    # Not vacuous: updating the targets at every step trains another model.
-    every_step = make(estimator="exact", gradient_steps=2).learn(STEPS)
-    assert relative_gap(every_step, eager) > 10 * CLOSE
-
-
-def test_compiled_update_delays_the_actor_as_the_eager_one() -> None:
-    # Two gradient steps a call and the actor's step after every second: only the second step of each call's
-    # graph holds the actor's.
-    settings: dict[str, Any] = {"estimator": "gumbel_softmax", "gradient_steps": 2, "policy_delay": 2}
-    eager = make(**settings).learn(STEPS)
-    compiled = make(compile_update=True, **settings).learn(STEPS)
+@pytest.mark.parametrize(
+    ("estimator", "delayed"),
+    [("exact", {"target_update_interval": 2}), ("gumbel_softmax", {"policy_delay": 2})],
+    ids=["target_update_interval", "policy_delay"],
+)
+def test_compiled_update_takes_delayed_steps_where_due(estimator: str, delayed: dict[str, int]) -> None:
+    # Two gradient steps a call and the target update, or the actor's step, after every second: only the
+    # second step of each call's graph holds it.
+    eager = make(estimator=estimator, gradient_steps=2, **delayed).learn(STEPS)
+    compiled = make(estimator=estimator, gradient_steps=2, compile_update=True, **delayed).learn(STEPS)
     assert relative_gap(compiled, eager) < CLOSE
     for key in ("train/critic_loss", "train/actor_loss", "train/entropy"):
-        assert compiled.logger.name_to_value[key] == pytest.approx(
-            eager.logger.name_to_value[key], rel=1e-3, abs=1e-5
-        )
-    # Not vacuous: the actor stepping at every step trains another model.
-    every_step = make(estimator="gumbel_softmax", gradient_steps=2).learn(STEPS)
+        expected = eager.logger.name_to_value[key]
+        assert compiled.logger.name_to_value[key] == pytest.approx(expected, rel=1e-3, abs=1e-5)
+    # Not vacuous: doing it at every step trains another model.
+    every_step = make(estimator=estimator, gradient_steps=2).learn(STEPS)
     assert relative_gap(every_step, eager) > 10 * CLOSE
 
 
