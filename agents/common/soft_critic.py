@@ -146,8 +146,8 @@ def soft_bellman_target(
     - the actor ``softmax(policy_logits(s))`` otherwise: ``V(s') = Σ_a π(a|s')[Q̄(s', a) - alpha ln π(a|s')]``,
       discrete SAC's target (Christodoulou 2019, Sec. 4; Haarnoja et al. 2018, eq. 3).
 
-    With the Munchausen term on, each network sees the observations and the next observations in one pass
-    (:func:`current_and_next`).
+    With the Munchausen term on, the network that gives ``ln π(a|s)`` (the target critic or the actor) sees
+    the observations and the next observations in one pass (:func:`current_and_next`).
 
     :param replay_data: a replay batch (with n-step ``rewards`` and ``discounts`` when the buffer has them)
     :param target_q_values: maps observations ``(batch, *obs_shape)`` to target Q-values ``(batch, |A|)``
@@ -166,7 +166,9 @@ def soft_bellman_target(
             "a factorised critic (choice_sizes) takes the Boltzmann next value: pass no policy_logits"
         )
     munchausen = munchausen_coef > 0.0
-    q, next_q = current_and_next(replay_data, target_q_values, munchausen)
+    # The target critic's values of the observations are read only for the Boltzmann policy's Munchausen
+    # term; the actor's term reads the actor's logits instead.
+    q, next_q = current_and_next(replay_data, target_q_values, munchausen and policy_logits is None)
     scaled_log_pi = None
     if policy_logits is None:
         next_values = state_soft_value(next_q, ent_coef, choice_sizes)
