@@ -41,8 +41,11 @@ class CompiledUpdate(CompiledUpdateBase[list[Diagnostics]]):
     def _critic_loss(
         self, replay_data: ReplayBufferSamples, ent_coef: float
     ) -> tuple[th.Tensor, Diagnostics]:
-        loss = self._model._critic_loss(replay_data, ent_coef)
-        return loss, {"critic_loss": loss.detach()}
+        loss, critic_values = self._model._critic_loss(replay_data, ent_coef)
+        aux = {"critic_loss": loss.detach()}
+        if critic_values is not None:  # simultaneous_updates: for the actor's loss, not a diagnostic
+            aux["critic_values"] = critic_values
+        return loss, aux
 
     def _gradient_step(
         self,
@@ -59,13 +62,18 @@ class CompiledUpdate(CompiledUpdateBase[list[Diagnostics]]):
         grads, (_, diagnostics) = self._critic_gradient(
             [param.detach() for param in critic_params], replay_data, ent_coef_value
         )
+        critic_values = diagnostics.pop("critic_values", None)
         clip_gradient_norm_(grads, model.max_grad_norm)
         critic_adam.step(critic_params, grads)
         if not update_actor:
             return diagnostics
         actor_params: list[th.Tensor] = list(model.actor.parameters())
         grads, (_, info) = self._actor_gradient(
-            [param.detach() for param in actor_params], replay_data.observations, ent_coef, temperature
+            [param.detach() for param in actor_params],
+            replay_data.observations,
+            ent_coef,
+            temperature,
+            critic_values,
         )
         actor_adam.step(actor_params, grads)
         return {**diagnostics, **info}

@@ -206,6 +206,10 @@ class GumbelAC(OffPolicyAlgorithm):
     :param policy_delay: Update the actor (and a learnt alpha) once every this many gradient steps of the
         critics (of the run): TD3's delayed policy updates (Fujimoto et al. 2018; SB3's
         ``TD3(policy_delay=...)``), while the target critics keep their own ``target_update_interval``
+    :param simultaneous_updates: Whether the actor's loss reads the critics' values of the batch's states from
+        the critics' own loss, computed before their step, instead of evaluating the updated critics again:
+        the actor and critic steps then both read the parameters the step began with, and a gradient step
+        takes one pass of the critics fewer. Needs ``critic_input="mixture"`` (a ``Discrete`` action space)
     :param target_entropy: The entropy that a learnt alpha aims for, in nats; ``"auto"``: 0.3·log|A|, |A| the
         number of joint actions for several choices
     :param munchausen_coef: The Munchausen scaling m (0: off); 0.5, as 0.9 widened the critics' action gaps
@@ -268,6 +272,7 @@ class GumbelAC(OffPolicyAlgorithm):
         ent_coef: str | float = 0.03,
         target_update_interval: int = 1,
         policy_delay: int = 1,
+        simultaneous_updates: bool = False,
         target_entropy: str | float = "auto",
         munchausen_coef: float = 0.5,
         munchausen_clip: float = -1.0,
@@ -299,6 +304,8 @@ class GumbelAC(OffPolicyAlgorithm):
         check_unit_interval(critic_pessimism, "critic_pessimism", include_zero=True)
         check_soft_critic_arguments(tau, gamma, target_update_interval, max_grad_norm)
         check_int(policy_delay, "policy_delay", minimum=1)
+        if not isinstance(simultaneous_updates, bool):
+            raise TypeError(f"simultaneous_updates must be a bool, got {simultaneous_updates!r}")
         if not isinstance(compile_update, bool):
             raise TypeError(f"compile_update must be a bool, got {compile_update!r}")
         if compile_update and (ent_coef_auto or callable(temperature)):
@@ -354,6 +361,11 @@ class GumbelAC(OffPolicyAlgorithm):
                 next_value=next_value,
                 n_samples=n_samples,
             )
+            if simultaneous_updates and critic_input != "mixture":
+                raise ValueError(
+                    "simultaneous_updates=True reads the mixture critic's values of every action: it needs "
+                    f"critic_input='mixture' (a Discrete action space), got critic_input={critic_input!r}"
+                )
             if compile_update and top_k and estimator in _RELAXED_ESTIMATORS:
                 raise ValueError(
                     f"compile_update=True cannot compile estimator={estimator!r} on slates: the relaxed "
@@ -374,6 +386,7 @@ class GumbelAC(OffPolicyAlgorithm):
         self.target_entropy = target_entropy
         self.target_update_interval = target_update_interval
         self.policy_delay = policy_delay
+        self.simultaneous_updates = simultaneous_updates
         self.munchausen_coef = munchausen_coef
         self.munchausen_clip = munchausen_clip
         self.logit_penalty = logit_penalty
@@ -500,7 +513,12 @@ class GumbelAC(OffPolicyAlgorithm):
                 param.requires_grad_(flag)
 
     def _actor_value(
-        self, observations: th.Tensor, generator: th.Generator | None, temperature: float, estimator: str
+        self,
+        observations: th.Tensor,
+        generator: th.Generator | None,
+        temperature: float,
+        estimator: str,
+        critic_values: th.Tensor | None = None,
     ) -> ActorValue:
         """The actor's distribution on ``observations`` and ``estimator``'s surrogate of its value.
 
@@ -511,6 +529,9 @@ class GumbelAC(OffPolicyAlgorithm):
         :param generator: Optional source of randomness for the estimator's samples
         :param temperature: The Gumbel temperature of the relaxed estimators
         :param estimator: One of :data:`ESTIMATOR_NAMES`
+        :param critic_values: The mixture critics' pooled values of every action on ``observations``, shape
+            ``(batch, |A|)``, where the caller has them (``simultaneous_updates``); ``None``: the critics are
+            evaluated here
         :return: the logits, the entropy, the critic's value of the policy and the surrogate
         """
         logits = self.actor(observations)
@@ -523,14 +544,19 @@ class GumbelAC(OffPolicyAlgorithm):
                 logits, entropy, observations, generator, temperature, estimator
             )
         log_probs = F.log_softmax(logits, dim=-1)
-        with th.no_grad():
-            features = critic.features(observations)
-            q_values = self._pooled(critic.all_action_values(features))
+        features: th.Tensor | None = None
+        if critic_values is None:
+            with th.no_grad():
+                features = critic.features(observations)
+                q_values = self._pooled(critic.all_action_values(features))
+        else:
+            q_values = critic_values
 
         def value(actions: th.Tensor) -> th.Tensor:
             # actions: (n_samples, batch, K) one-hot or relaxed -> (n_samples, batch)
             if critic.critic_input == "mixture":
                 return (actions * q_values).sum(dim=-1)
+            assert features is not None  # critic values are given for the mixture critic only
             return self._pooled(critic.action_values(features, actions))
 
         options: dict[str, Any] = {}
@@ -591,7 +617,11 @@ class GumbelAC(OffPolicyAlgorithm):
         return ActorValue(logits, entropy, surrogate.detach(), surrogate)
 
     def _actor_loss(
-        self, observations: th.Tensor, ent_coef: th.Tensor, temperature: float
+        self,
+        observations: th.Tensor,
+        ent_coef: th.Tensor,
+        temperature: float,
+        critic_values: th.Tensor | None = None,
     ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
         """
         The actor loss whose gradient w.r.t. the actor's parameters is the model's estimator's estimate.
@@ -599,11 +629,13 @@ class GumbelAC(OffPolicyAlgorithm):
         :param observations: Batch of observations, shape ``(batch, *obs_shape)``
         :param ent_coef: The entropy coefficient alpha
         :param temperature: The Gumbel temperature
+        :param critic_values: The critics' values of every action on ``observations`` from their loss
+            (``simultaneous_updates``, :meth:`_critic_loss`); ``None``: the critics are evaluated again
         :return: The loss (a scalar to minimise) and detached diagnostics: ``"objective"`` (the soft actor
             objective, exact for a ``Discrete`` space, see :class:`ActorValue`) and ``"entropy"`` (the mean
             policy entropy, nats)
         """
-        actor = self._actor_value(observations, None, temperature, self.estimator)
+        actor = self._actor_value(observations, None, temperature, self.estimator, critic_values)
         entropy = actor.entropy.mean()
         # Soft policy objective E_s[π(s)ᵀ(alpha log π(s) - Q(s))] (Christodoulou, 2019, Sec. 4; the discrete
         # form of Haarnoja et al., 2018, eq. 7), the Q-term's gradient from the estimator's surrogate.
@@ -735,7 +767,9 @@ class GumbelAC(OffPolicyAlgorithm):
             munchausen_clip=self.munchausen_clip,
         )
 
-    def _critic_loss(self, replay_data: ReplayBufferSamples, ent_coef: float) -> th.Tensor:
+    def _critic_loss(
+        self, replay_data: ReplayBufferSamples, ent_coef: float
+    ) -> tuple[th.Tensor, th.Tensor | None]:
         """The critics' loss on a replay batch.
 
         The soft Bellman residual of each critic (Haarnoja et al., 2018, eq. 5) under the Huber loss, as in
@@ -744,11 +778,19 @@ class GumbelAC(OffPolicyAlgorithm):
 
         :param replay_data: A replay batch
         :param ent_coef: The entropy coefficient alpha
-        :return: The loss, a scalar
+        :return: The loss, a scalar, and with ``simultaneous_updates`` the critics' pooled values of every
+            action on the batch's states, detached, for the actor's loss (else ``None``)
         """
         target_q = self._critic_target(replay_data, ent_coef)
-        current_q = self.critic.taken_action_values(replay_data.observations, replay_data.actions)
-        return 0.5 * self.critic.n_critics * F.smooth_l1_loss(current_q, target_q.expand_as(current_q))
+        critic_values = None
+        if self.simultaneous_updates:
+            all_values = self.critic(replay_data.observations)
+            current_q = self.critic.select_taken(all_values, replay_data.actions)
+            critic_values = self._pooled(all_values.detach())
+        else:
+            current_q = self.critic.taken_action_values(replay_data.observations, replay_data.actions)
+        loss = 0.5 * self.critic.n_critics * F.smooth_l1_loss(current_q, target_q.expand_as(current_q))
+        return loss, critic_values
 
     def _eager_update(
         self, replay_data: ReplayBufferSamples, ent_coef: th.Tensor, temperature: float, update_actor: bool
@@ -763,7 +805,7 @@ class GumbelAC(OffPolicyAlgorithm):
         :return: the critics' loss (``"critic_loss"``) and, if the actor stepped, its diagnostics
             (:meth:`_actor_loss`)
         """
-        critic_loss = self._critic_loss(replay_data, float(ent_coef))
+        critic_loss, critic_values = self._critic_loss(replay_data, float(ent_coef))
         self.critic.optimizer.zero_grad()
         critic_loss.backward()
         th.nn.utils.clip_grad_norm_(self.critic_parameters, self.max_grad_norm)
@@ -771,7 +813,7 @@ class GumbelAC(OffPolicyAlgorithm):
         if not update_actor:
             return {"critic_loss": critic_loss.detach()}
 
-        actor_loss, info = self._actor_loss(replay_data.observations, ent_coef, temperature)
+        actor_loss, info = self._actor_loss(replay_data.observations, ent_coef, temperature, critic_values)
         self.actor.optimizer.zero_grad()
         actor_loss.backward()
         self.actor.optimizer.step()

@@ -290,9 +290,18 @@ class DiscreteCritic(BaseModel):
         :return: ``Q(s, a)`` of every critic network, shape ``(n_critics, batch, 1)``
         """
         if self.discrete:
-            return self(obs).gather(2, actions.long().expand(self.n_critics, -1, -1))
+            return self.select_taken(self(obs), actions)
         features = self.features(obs)
         return self.action_values(features, self.layout.encode(actions, features.dtype)).unsqueeze(-1)
+
+    def select_taken(self, values: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """
+        :param values: ``Q(s, k)`` of every critic network and ``Discrete`` action, as :meth:`forward` returns
+            them, shape ``(n_critics, batch, n_actions)``
+        :param actions: The actions taken, shape ``(batch, 1)``
+        :return: ``Q(s, a)`` of every critic network, shape ``(n_critics, batch, 1)``
+        """
+        return values.gather(2, actions.long().expand(self.n_critics, -1, -1))
 
     def forward(self, obs: PyTorchObs) -> th.Tensor:
         """

@@ -152,6 +152,10 @@ def test_gumbel_rao_trains_with_the_resolved_samples_per_state() -> None:
         ({"critic_pessimism": -0.1}, "critic_pessimism"),
         ({"max_grad_norm": 0.0}, "max_grad_norm"),
         ({"policy_kwargs": {"critic_input": "concat"}}, "critic_input"),
+        (
+            {"simultaneous_updates": True, "critic_input": "concat"},
+            "simultaneous_updates=True .* needs critic_input='mixture' .* got critic_input='concat'",
+        ),
     ],
 )
 def test_bad_arguments_are_refused_by_name(kwargs: dict[str, Any], match: str) -> None:
@@ -165,6 +169,7 @@ def test_bad_arguments_are_refused_by_name(kwargs: dict[str, Any], match: str) -
         ({"temperature": "hot"}, "temperature must be a float > 0 or a schedule, got 'hot'"),
         ({"n_rao_samples": 1.5}, "n_rao_samples must be an int, got 1.5"),
         ({"policy_delay": 2.0}, "policy_delay must be an int, got 2.0"),
+        ({"simultaneous_updates": 1}, "simultaneous_updates must be a bool, got 1"),
         ({"n_samples": True}, "n_samples must be an int, got True"),
         ({"estimator": 3}, "estimator must be one of"),
         ({"ent_coef": [0.1]}, r"ent_coef must be .*got \[0.1\] of type list"),
@@ -520,6 +525,24 @@ def test_target_critics_move_on_every_target_update_interval_th_gradient_step() 
     model.learn(FAST["learning_starts"] + 20)
     assert len(moved) >= 16
     assert moved == [(step + 1) % 4 == 0 for step in range(len(moved))]
+
+
+@pytest.mark.parametrize("simultaneous_updates", [True, False])
+def test_simultaneous_updates_step_the_actor_on_the_critics_before_their_step(
+    simultaneous_updates: bool,
+) -> None:
+    # The defining property: the actor's step reads the critics' values from before the critics' step, so it
+    # is the same whatever that step does (here: none, or a large one); sequential updates read the moved
+    # critics, which makes the test able to fail.
+    actors = []
+    for critic_learning_rate in (0.0, 0.1):
+        model = make(simultaneous_updates=simultaneous_updates, estimator="exact", learning_rate=1e-3)
+        model.learn(200)
+        model.critic.optimizer.param_groups[0]["lr"] = critic_learning_rate
+        replay_data = model.replay_buffer.sample(32, env=None)
+        model._eager_update(replay_data, model._current_ent_coef(), model._current_temperature(), True)
+        actors.append(torch.cat([p.detach().flatten() for p in model.actor.parameters()]))
+    assert torch.equal(actors[0], actors[1]) == simultaneous_updates
 
 
 @pytest.mark.parametrize("ent_coef", [0.05, "auto"])

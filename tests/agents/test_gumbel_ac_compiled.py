@@ -95,6 +95,16 @@ def test_compiled_update_takes_delayed_steps_where_due(estimator: str, delayed: 
     assert relative_gap(every_step, eager) > 10 * CLOSE
 
 
+def test_compiled_simultaneous_updates_train_as_the_eager_ones() -> None:
+    # The actor's loss reads the critics' values from the critics' loss, passed between the two gradients.
+    simultaneous = {"estimator": "gumbel_softmax", "simultaneous_updates": True}
+    eager = make(**simultaneous).learn(STEPS)
+    compiled = make(compile_update=True, **simultaneous).learn(STEPS)
+    assert relative_gap(compiled, eager) < CLOSE
+    sequential = make(estimator="gumbel_softmax").learn(STEPS)
+    assert relative_gap(sequential, eager) > 10 * CLOSE
+
+
 def test_only_the_foreach_norm_proxy_executor_notice_is_silenced() -> None:
     make(compile_update=True)
     inductor_ir_log = logging.getLogger("torch._inductor.ir")
