@@ -130,8 +130,9 @@ class GumbelAC(OffPolicyAlgorithm):
     Defaults target ``GumbelAC("MlpPolicy", "CartPole-v1").learn(50_000)`` for every estimator; the evidence
     for each, with the commands that reproduce it, is in ``experiments/tuning/gumbel_ac.md``. ``rlrelax
     train`` and ``rlrelax compare`` train CartPole-v1 faster with the entry of ``hyperparams.toml``: 8 envs,
-    3-step returns, twice the learning rate, layer-normalised critics and compiled gradient steps, with which
-    the CartPole-v1 comparison trains for 30,000 env steps (``experiments/tuning/speed.md``).
+    3-step returns, twice the learning rate, layer-normalised critics, faster target critics (``tau=0.05``)
+    and compiled gradient steps, with which the CartPole-v1 comparison trains for 30,000 env steps
+    (``experiments/tuning/speed.md``).
 
     Supported action spaces: ``Discrete``, and ``MultiDiscrete`` and ``MultiBinary`` of one dimension;
     anything else is a ``ValueError`` naming the space. On the latter the policy is a product of one

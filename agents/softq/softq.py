@@ -73,7 +73,8 @@ class SoftQ(OffPolicyAlgorithm):
     is not lost in the last updates; ``target_entropy="auto"`` is 0.3·log|A|, because the paper's
     0.98·log|A| makes a learnt alpha diverge with two actions. ``rlrelax train`` and ``rlrelax compare`` train
     CartPole-v1 faster with the entry of ``hyperparams.toml``: 8 envs, one gradient step per 8 env steps,
-    ``gamma=0.98`` (``experiments/tuning/speed.md``).
+    ``gamma=0.98``, a faster target network (``tau=0.01``) and twice the learning rate
+    (``experiments/tuning/speed.md``).
 
     :param policy: The policy model to use (MlpPolicy, or a ``SoftQPolicy`` subclass)
     :param env: The environment to learn from (if registered in Gym, can be str)
