@@ -210,7 +210,9 @@ class GumbelAC(OffPolicyAlgorithm):
     :param simultaneous_updates: Whether the actor's loss reads the critics' values of the batch's states from
         the critics' own loss, computed before their step, instead of evaluating the updated critics again:
         the actor and critic steps then both read the parameters the step began with, and a gradient step
-        takes one pass of the critics fewer. Needs ``critic_input="mixture"`` (a ``Discrete`` action space)
+        takes one pass of the critics fewer: 8-12% off a compiled CartPole-v1 step, a different algorithm not
+        yet validated there (``experiments/tuning/speed.md``, "Faster target networks"). Needs
+        ``critic_input="mixture"`` (a ``Discrete`` action space)
     :param target_entropy: The entropy that a learnt alpha aims for, in nats; ``"auto"``: 0.3·log|A|, |A| the
         number of joint actions for several choices
     :param munchausen_coef: The Munchausen scaling m (0: off); 0.5, as 0.9 widened the critics' action gaps
